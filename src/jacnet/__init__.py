@@ -1,0 +1,65 @@
+"""jacnet: backpropagation you can see and check.
+
+Layers and losses run the closed-form backward passes that the lecture "Backpropagation and
+Jacobian Matrices: Expanded Jacobians in Deep Learning" derives, materialise their expanded
+Jacobians from the per-entry derivatives, and prove the two agree with finite differences.
+"""
+
+from jacnet.errors import (
+    ForwardNotCalledError,
+    JacnetError,
+    JacnetTypeError,
+    JacnetValueError,
+    JacobianTooLargeError,
+    ModelFileError,
+    NonFiniteError,
+    ShapeError,
+)
+from jacnet.jacobian import (
+    GradientCheck,
+    GradientReport,
+    check_gradients,
+    expanded_jacobian,
+    numerical_jacobian,
+)
+from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from jacnet.losses import (
+    BinaryCrossEntropy,
+    CategoricalCrossEntropy,
+    Loss,
+    MeanSquaredError,
+    SigmoidBinaryCrossEntropy,
+    SoftmaxCrossEntropy,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Affine",
+    "BinaryCrossEntropy",
+    "CategoricalCrossEntropy",
+    "ForwardNotCalledError",
+    "GradientCheck",
+    "GradientReport",
+    "JacnetError",
+    "JacnetTypeError",
+    "JacnetValueError",
+    "JacobianTooLargeError",
+    "Layer",
+    "LeakyReLU",
+    "Loss",
+    "MeanSquaredError",
+    "ModelFileError",
+    "NonFiniteError",
+    "ReLU",
+    "ShapeError",
+    "Sigmoid",
+    "SigmoidBinaryCrossEntropy",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "__version__",
+    "check_gradients",
+    "expanded_jacobian",
+    "numerical_jacobian",
+]

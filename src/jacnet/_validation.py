@@ -1,0 +1,155 @@
+"""Input checks shared by every public entry point.
+
+Each check raises a :mod:`jacnet.errors` class whose message names the argument, what was
+expected and what was received.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from jacnet.errors import JacnetTypeError, JacnetValueError, NonFiniteError, ShapeError
+
+FloatArray = NDArray[np.floating[Any]]
+
+
+def describe(value: Any) -> str:
+    """Short description of a value for an error message (shape and dtype for arrays)."""
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{type(value).__name__} {text[:57]}..."
+
+
+def all_finite(A: NDArray[Any]) -> bool:
+    """True when every entry of the floating array ``A`` is finite.
+
+    The sum is finite only if every entry is, so one reduction settles the common case; the
+    full element-wise test runs only when the sum overflowed or was not finite.
+    """
+    if A.size == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = A.sum()
+    if np.isfinite(total):
+        return True
+    return bool(np.isfinite(A).all())
+
+
+def as_float_array(
+    value: Any,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] | None = 2,
+    dtype: DTypeLike | None = None,
+    finite: bool = True,
+    min_samples: int = 1,
+) -> FloatArray:
+    """Return ``value`` as a floating array after checking it.
+
+    Parameters
+    ----------
+    value : array_like
+        What the caller passed.
+    name : str
+        The argument's name as the caller wrote it, e.g. ``"Affine.forward X"``.
+    ndim : int or tuple of int or None
+        Accepted ranks; ``None`` accepts any rank.
+    dtype : dtype or None
+        Cast to this floating dtype; ``None`` keeps a floating dtype and turns integers
+        into float64.
+    finite : bool
+        Reject NaN and infinities.
+    min_samples : int
+        Smallest accepted length of the first axis.
+    """
+    if isinstance(value, (str, bytes)):
+        raise JacnetTypeError(f"{name} expects a numeric array, got {describe(value)}")
+    try:
+        A = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise JacnetTypeError(f"{name} expects a numeric array, got {describe(value)}") from exc
+    kind = A.dtype.kind
+    if kind == "b":
+        raise JacnetTypeError(
+            f"{name} expects a numeric array, got a boolean array; cast it with .astype(float)"
+        )
+    if kind == "c":
+        raise JacnetTypeError(f"{name} expects a real array, got complex dtype {A.dtype}")
+    if kind not in "fiu":
+        raise JacnetTypeError(f"{name} expects a numeric array, got dtype {A.dtype}")
+    if ndim is not None:
+        ranks = (ndim,) if isinstance(ndim, int) else ndim
+        if A.ndim not in ranks:
+            wanted = " or ".join(f"{r}-D" for r in ranks)
+            raise ShapeError(f"{name} expects a {wanted} array, got shape {A.shape}")
+    if A.ndim >= 1 and A.shape[0] < min_samples:
+        raise ShapeError(f"{name} expects at least {min_samples} sample(s), got shape {A.shape}")
+    if dtype is not None:
+        A = A.astype(dtype, copy=False)
+    elif kind != "f":
+        A = A.astype(np.float64)
+    if finite and not all_finite(A):
+        raise NonFiniteError(f"{name} expects finite values, got NaN or infinity")
+    return A
+
+
+def check_same_shape(A: NDArray[Any], name: str, expected: tuple[int, ...]) -> None:
+    """Raise :class:`ShapeError` unless ``A.shape == expected``."""
+    if A.shape != expected:
+        raise ShapeError(f"{name} expects shape {expected}, got {A.shape}")
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int after checking it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise JacnetTypeError(f"{name} expects an integer >= {minimum}, got {describe(value)}")
+    if value < minimum:
+        raise JacnetValueError(f"{name} expects an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a float after checking it is a finite real in the given interval."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise JacnetTypeError(f"{name} expects a real number, got {describe(value)}")
+    x = float(value)
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+    bad = not math.isfinite(x)
+    if low is not None:
+        bad = bad or x < low or (low_open and x == low)
+    if high is not None:
+        bad = bad or x > high or (high_open and x == high)
+    if bad:
+        raise JacnetValueError(f"{name} expects a finite number in {interval}, got {value!r}")
+    return x
+
+
+def as_rng(rng: Any, name: str = "rng") -> np.random.Generator:
+    """Turn ``None``, an int seed or a Generator into a ``numpy.random.Generator``.
+
+    ``None`` gives a fresh, unseeded Generator; the global NumPy state is never used.
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        if rng is not None and rng < 0:
+            raise JacnetValueError(f"{name} expects a seed >= 0 or a Generator, got {rng}")
+        return np.random.default_rng(rng)
+    raise JacnetTypeError(
+        f"{name} expects None, an int seed or a numpy.random.Generator, got {describe(rng)}"
+    )

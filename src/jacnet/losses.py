@@ -1,0 +1,293 @@
+"""Losses from the lecture, each a mean over the N samples of a sum over the K outputs.
+
+``value = loss.forward(pred, target)`` returns a Python float ``J``;
+``dpred = loss.backward()`` returns ``∂J/∂pred`` with the shape of ``pred``;
+``loss.jacobian(pred, target)`` returns the same gradient built from the per-entry
+partial derivatives, independently of ``backward``.
+
+Clipping policy (the one place probabilities are clipped): ``BinaryCrossEntropy`` and
+``CategoricalCrossEntropy`` take probabilities in ``[0, 1]`` and evaluate both the value and
+the gradient at ``clip(Ŷ, ε, 1 - ε)`` with ``ε = numpy.finfo(dtype).eps``, so an exact 0 or 1
+gives a large finite number instead of ``inf``. The fused losses on logits never clip: they
+are exact for every finite logit. Prefer them for training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from jacnet._validation import FloatArray, as_float_array, check_same_shape, describe
+from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
+from jacnet.layers import sigmoid, softmax
+
+__all__ = [
+    "BinaryCrossEntropy",
+    "CategoricalCrossEntropy",
+    "Loss",
+    "MeanSquaredError",
+    "SigmoidBinaryCrossEntropy",
+    "SoftmaxCrossEntropy",
+]
+
+
+class Loss:
+    """Base class of every loss; subclass it to write your own.
+
+    A subclass implements ``_value(P, T)`` and ``_gradient(P, T)`` on checked arrays
+    (``P`` the prediction ``(N, K)``, ``T`` the target as ``_target`` returns it), and
+    ``_partials(P, T)`` for the expanded Jacobian. It may override ``_target`` to accept
+    other target layouts.
+    """
+
+    def __init__(self) -> None:
+        self._pred: FloatArray | None = None
+        self._target: FloatArray | None = None
+
+    def __call__(self, pred: Any, target: Any) -> float:
+        return self.forward(pred, target)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def forward(self, pred: Any, target: Any) -> float:
+        """Return the loss ``J`` for ``pred (N, K)`` against ``target``; cache both."""
+        P, T = self._checked(pred, target)
+        self._pred, self._target = P, T
+        return float(self._value(P, T))
+
+    def backward(self) -> FloatArray:
+        """Return ``∂J/∂pred``, shape ``(N, K)``, from what ``forward`` cached."""
+        if self._pred is None or self._target is None:
+            raise ForwardNotCalledError(
+                f"{type(self).__name__}.backward expects forward to have been called first, "
+                "got no cached prediction"
+            )
+        return self._gradient(self._pred, self._target)
+
+    def jacobian(self, pred: Any, target: Any) -> FloatArray:
+        """``∂J/∂pred`` from the per-entry partial derivatives (shape of ``pred``)."""
+        P, T = self._checked(pred, target)
+        return self._partials(P, T)
+
+    # To implement ----------------------------------------------------------------------
+
+    def _value(self, P: FloatArray, T: Any) -> float:
+        raise NotImplementedError
+
+    def _gradient(self, P: FloatArray, T: Any) -> FloatArray:
+        raise NotImplementedError
+
+    def _partials(self, P: FloatArray, T: Any) -> FloatArray:
+        raise NotImplementedError(f"{type(self).__name__} does not provide jacobian")
+
+    # Input checks ------------------------------------------------------------------------
+
+    def _checked(self, pred: Any, target: Any) -> tuple[FloatArray, Any]:
+        name = type(self).__name__
+        P = as_float_array(pred, f"{name} pred", ndim=2)
+        return P, self._target_for(P, target)
+
+    def _target_for(self, P: FloatArray, target: Any) -> Any:
+        """Default: a target of exactly the prediction's shape, cast to its dtype."""
+        name = f"{type(self).__name__} target"
+        T = as_float_array(target, name, ndim=None, dtype=P.dtype)
+        check_same_shape(T, name, P.shape)
+        return T
+
+
+def _check_probabilities(A: FloatArray, name: str) -> None:
+    if A.size and (A.min() < 0 or A.max() > 1):
+        raise JacnetValueError(
+            f"{name} expects probabilities in [0, 1], got values in [{A.min():.6g}, {A.max():.6g}]"
+        )
+
+
+def _clip_probabilities(P: FloatArray) -> FloatArray:
+    """The module's one clipping policy: ``clip(Ŷ, ε, 1 - ε)``, ``ε = finfo(dtype).eps``."""
+    eps = np.finfo(P.dtype).eps
+    return np.clip(P, eps, 1 - eps)
+
+
+def _labels_to_one_hot(labels: NDArray[Any], K: int, dtype: np.dtype[Any], name: str) -> FloatArray:
+    """Check integer class labels in ``[0, K)`` and return them one-hot, ``(N, K)``."""
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all() or np.any(labels != np.round(labels)):
+            raise JacnetValueError(f"{name} expects integer class labels, got non-integer floats")
+    elif labels.dtype.kind not in "iu":
+        raise JacnetTypeError(f"{name} expects integer class labels, got dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= K):
+        raise JacnetValueError(
+            f"{name} expects class labels in [0, {K - 1}], "
+            f"got values in [{labels.min()}, {labels.max()}]"
+        )
+    Y = np.zeros((labels.shape[0], K), dtype=dtype)
+    Y[np.arange(labels.shape[0]), labels.astype(np.intp)] = 1
+    return Y
+
+
+class _ClassTargets(Loss):
+    """Targets for the categorical losses: one-hot (or any distribution) ``(N, K)``, or
+    integer labels ``(N,)`` in ``[0, K)``. Each target row must sum to 1."""
+
+    def _target_for(self, P: FloatArray, target: Any) -> Any:
+        name = f"{type(self).__name__} target"
+        if isinstance(target, (str, bytes)):
+            raise JacnetTypeError(f"{name} expects labels or a one-hot array, got {describe(target)}")
+        raw = np.asarray(target)
+        N, K = P.shape
+        if raw.ndim == 1:
+            if raw.shape[0] != N:
+                raise ShapeError(f"{name} expects {N} labels for pred of shape {P.shape}, "
+                                 f"got shape {raw.shape}")
+            return _labels_to_one_hot(raw, K, P.dtype, name)
+        T = as_float_array(raw, name, ndim=2, dtype=P.dtype)
+        check_same_shape(T, name, P.shape)
+        _check_probabilities(T, name)
+        sums = T.sum(axis=1)
+        if not np.allclose(sums, 1, atol=1e-4):
+            raise JacnetValueError(f"{name} expects rows that sum to 1 (one-hot), "
+                                   f"got row sums in [{sums.min():.4g}, {sums.max():.4g}]")
+        return T
+
+
+class _BinaryTargets(Loss):
+    """Targets for the binary losses: ``(N, K)`` in ``[0, 1]``, or ``(N,)`` when ``K = 1``."""
+
+    def _target_for(self, P: FloatArray, target: Any) -> Any:
+        name = f"{type(self).__name__} target"
+        T = as_float_array(target, name, ndim=(1, 2), dtype=P.dtype)
+        if T.ndim == 1 and P.shape[1] == 1 and T.shape[0] == P.shape[0]:
+            T = T.reshape(-1, 1)
+        check_same_shape(T, name, P.shape)
+        _check_probabilities(T, name)
+        return T
+
+
+class MeanSquaredError(Loss):
+    """``J = 1/N Σᵢ Σₖ (y_ik - ŷ_ik)²``; gradient ``dŶ = -2/N (Y - Ŷ)``, shape ``(N, K)``."""
+
+    def _value(self, P: FloatArray, T: FloatArray) -> float:
+        D = T - P
+        return float(np.vdot(D, D)) / P.shape[0]
+
+    def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        return (-2 / P.shape[0]) * (T - P)
+
+    def _partials(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        # ∂/∂ŷ_ij of (y_ij - ŷ_ij)²/N, the only term holding ŷ_ij.
+        return 2 * (P - T) / P.shape[0]
+
+
+class BinaryCrossEntropy(_BinaryTargets):
+    """``J = -1/N Σᵢ Σₖ [y log ŷ + (1 - y) log(1 - ŷ)]`` on probabilities ``Ŷ``.
+
+    Gradient ``dŶ = 1/N (Ŷ - Y) / (Ŷ (1 - Ŷ))``, shape ``(N, K)``. ``Ŷ`` is clipped to
+    ``[ε, 1 - ε]`` (see the module's clipping policy).
+    """
+
+    def _checked(self, pred: Any, target: Any) -> tuple[FloatArray, Any]:
+        P, T = super()._checked(pred, target)
+        _check_probabilities(P, f"{type(self).__name__} pred")
+        return P, T
+
+    def _value(self, P: FloatArray, T: FloatArray) -> float:
+        C = _clip_probabilities(P)
+        return -float(np.sum(T * np.log(C) + (1 - T) * np.log1p(-C))) / P.shape[0]
+
+    def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        C = _clip_probabilities(P)
+        return (C - T) / (C * (1 - C)) / P.shape[0]
+
+    def _partials(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        # ∂/∂ŷ of -[y log ŷ + (1 - y) log(1 - ŷ)]/N, term by term.
+        C = _clip_probabilities(P)
+        return (-T / C + (1 - T) / (1 - C)) / P.shape[0]
+
+
+class CategoricalCrossEntropy(_ClassTargets):
+    """``J = -1/N Σᵢ Σₖ y_ik log ŷ_ik`` on probabilities ``Ŷ (N, K)``.
+
+    Gradient ``dŶ = -1/N Y / Ŷ``. ``Ŷ`` is clipped to ``[ε, 1 - ε]`` (see the module's
+    clipping policy). Targets are one-hot ``(N, K)`` or labels ``(N,)``.
+    """
+
+    def _checked(self, pred: Any, target: Any) -> tuple[FloatArray, Any]:
+        P, T = super()._checked(pred, target)
+        _check_probabilities(P, f"{type(self).__name__} pred")
+        return P, T
+
+    def _value(self, P: FloatArray, T: FloatArray) -> float:
+        return -float(np.sum(T * np.log(_clip_probabilities(P)))) / P.shape[0]
+
+    def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        return (-1 / P.shape[0]) * T / _clip_probabilities(P)
+
+    def _partials(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        # Only the k = j term of sample i holds ŷ_ij: ∂/∂ŷ_ij [y_ij log ŷ_ij] = y_ij / ŷ_ij.
+        J = np.zeros_like(P)
+        C = _clip_probabilities(P)
+        for i, j in zip(*np.nonzero(T), strict=True):
+            J[i, j] = -T[i, j] / C[i, j] / P.shape[0]
+        return J
+
+
+class SoftmaxCrossEntropy(_ClassTargets):
+    """Softmax and categorical cross-entropy fused, on logits ``L (N, K)``.
+
+    ``J = 1/N Σᵢ [logsumexp(l_i) - Σₖ y_ik l_ik]`` (log-sum-exp, exact for any finite
+    logits). Through the softmax Jacobian the CCE gradient collapses (the lecture's total
+    derivative) to ``dL = -1/N (Y - Ŷ)`` with ``Ŷ = softmax(L)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._probabilities: FloatArray | None = None
+
+    def _value(self, P: FloatArray, T: FloatArray) -> float:
+        S = P - P.max(axis=1, keepdims=True)
+        E = np.exp(S)
+        sums = E.sum(axis=1, keepdims=True)
+        self._probabilities = E / sums
+        log_sums = np.log(sums)
+        # Σₖ y_k (log Σ e^s - s_k): rows of Y sum to 1.
+        return float(np.sum(T * (log_sums - S))) / P.shape[0]
+
+    def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        Y_hat = self._probabilities if self._probabilities is not None else softmax(P)
+        return (Y_hat - T) / P.shape[0]
+
+    def _partials(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        # Total derivative: ∂J/∂l_ij = Σₖ (∂J/∂ŷ_ik)(∂ŷ_ik/∂l_ij), with ∂J/∂ŷ_ik = -y_ik/(N ŷ_ik)
+        # and ∂ŷ_ik/∂l_ij = ŷ_ik(δ_kj - ŷ_ij).
+        Y_hat = softmax(P)
+        dJ_dY = -T / Y_hat / P.shape[0]
+        K = P.shape[1]
+        dY_dL = np.einsum("ik,kj->ikj", Y_hat, np.eye(K, dtype=P.dtype)) - np.einsum(
+            "ik,ij->ikj", Y_hat, Y_hat
+        )
+        return np.einsum("ik,ikj->ij", dJ_dY, dY_dL)
+
+
+class SigmoidBinaryCrossEntropy(_BinaryTargets):
+    """Sigmoid and binary cross-entropy fused, on logits ``Z (N, K)``.
+
+    ``J = 1/N Σᵢ Σₖ [max(z, 0) - z y + log1p(exp(-|z|))]``, exact for any finite logit;
+    gradient ``dZ = 1/N (σ(Z) - Y)``.
+    """
+
+    def _value(self, P: FloatArray, T: FloatArray) -> float:
+        terms = np.maximum(P, 0) - P * T + np.log1p(np.exp(-np.abs(P)))
+        return float(np.sum(terms)) / P.shape[0]
+
+    def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        return (sigmoid(P) - T) / P.shape[0]
+
+    def _partials(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        # d/dz of each of the three terms: [z ≥ 0], -y and -s e^{-|z|} / (1 + e^{-|z|}) with
+        # s = ±1 the side of |z| taken (either side at z = 0, where the sum is smooth).
+        E = np.exp(-np.abs(P))
+        side = np.where(P >= 0, 1, -1)
+        return ((P >= 0) - T - side * E / (1 + E)) / P.shape[0]
