@@ -31,13 +31,19 @@ from jacnet.losses import (
     SigmoidBinaryCrossEntropy,
     SoftmaxCrossEntropy,
 )
+from jacnet.model import ACTIVATIONS, Sequential, build_mlp
+from jacnet.optim import SGD, Adam, CosineDecay, Optimizer, StepDecay
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ACTIVATIONS",
+    "SGD",
+    "Adam",
     "Affine",
     "BinaryCrossEntropy",
     "CategoricalCrossEntropy",
+    "CosineDecay",
     "ForwardNotCalledError",
     "GradientCheck",
     "GradientReport",
@@ -51,14 +57,18 @@ __all__ = [
     "MeanSquaredError",
     "ModelFileError",
     "NonFiniteError",
+    "Optimizer",
     "ReLU",
+    "Sequential",
     "ShapeError",
     "Sigmoid",
     "SigmoidBinaryCrossEntropy",
     "Softmax",
     "SoftmaxCrossEntropy",
+    "StepDecay",
     "Tanh",
     "__version__",
+    "build_mlp",
     "check_gradients",
     "expanded_jacobian",
     "numerical_jacobian",

@@ -28,7 +28,7 @@ from jacnet._validation import (
     check_real,
     check_same_shape,
 )
-from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError
+from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
 
 __all__ = ["Affine", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 
@@ -75,6 +75,10 @@ class Layer:
             "check_gradients then compares backward with finite differences only"
         )
 
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (JSON-serialisable); see ``jacnet.io``."""
+        return {}
+
     @property
     def n_params(self) -> int:
         """Number of trainable scalars."""
@@ -88,8 +92,8 @@ class Layer:
     def _input(self, X: Any, dtype: DTypeLike | None = None) -> FloatArray:
         return as_float_array(X, f"{type(self).__name__}.forward X", ndim=2, dtype=dtype)
 
-    def _upstream(self, dY: Any, cached: FloatArray | None) -> FloatArray:
-        """Check that forward ran and that ``dY`` has the shape of the output."""
+    def _upstream(self, dY: Any, cached: FloatArray | None) -> tuple[FloatArray, FloatArray]:
+        """Check that forward ran and that ``dY`` has the output's shape; return ``dY, cached``."""
         name = type(self).__name__
         if cached is None:
             raise ForwardNotCalledError(
@@ -97,7 +101,7 @@ class Layer:
             )
         dY = as_float_array(dY, f"{name}.backward dY", ndim=None, dtype=cached.dtype)
         check_same_shape(dY, f"{name}.backward dY", self._output_shape(cached))
-        return dY
+        return dY, cached
 
     def _output_shape(self, cached: FloatArray) -> tuple[int, ...]:
         # The cached array has the output's shape for every built-in but Affine.
@@ -172,10 +176,14 @@ class Affine(Layer):
     def __repr__(self) -> str:
         return f"Affine({self.in_features}, {self.out_features}, dtype={self.dtype.name})"
 
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "dtype": self.dtype.name}
+
     def _input(self, X: Any, dtype: DTypeLike | None = None) -> FloatArray:
         A = super()._input(X, self.params["W"].dtype)
         if A.shape[1] != self.in_features:
-            raise JacnetValueError(
+            raise ShapeError(
                 f"Affine({self.in_features}, {self.out_features}).forward X expects "
                 f"shape (N, {self.in_features}), got {A.shape}"
             )
@@ -194,21 +202,18 @@ class Affine(Layer):
 
     def backward_params(self, dZ: Any) -> None:
         """``dW = Xᵀ dZ`` ``(in, out)`` and ``db = sum(dZ, axis=0)`` ``(out,)``, without dX."""
-        dZ = self._upstream(dZ, self._X)
-        self._param_grads(dZ)
+        dZ, X = self._upstream(dZ, self._X)
+        self._param_grads(X, dZ)
 
-    def _param_grads(self, dZ: FloatArray) -> None:
-        X = self._X
-        if X is None:  # pragma: no cover - _upstream has already refused this
-            raise ForwardNotCalledError("Affine.backward expects forward to have been called")
+    def _param_grads(self, X: FloatArray, dZ: FloatArray) -> None:
         # Written into the existing buffers: no allocation per step, and no accumulation.
         np.matmul(X.T, dZ, out=self.grads["W"])
         np.sum(dZ, axis=0, out=self.grads["b"])
 
     def backward(self, dZ: Any) -> FloatArray:
         """``dX = dZ Wᵀ`` ``(N, in)``; fills ``grads["W"] = Xᵀ dZ`` and ``grads["b"]``."""
-        dZ = self._upstream(dZ, self._X)
-        self._param_grads(dZ)
+        dZ, X = self._upstream(dZ, self._X)
+        self._param_grads(X, dZ)
         return dZ @ self.params["W"].T
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
@@ -263,8 +268,8 @@ class ReLU(_Elementwise):
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
-        dY = self._upstream(dY, self._cache)
-        return np.where(self._cache > 0, dY, 0)
+        dY, Y = self._upstream(dY, self._cache)
+        return np.where(Y > 0, dY, 0)
 
     def _derivative(self, X: FloatArray) -> FloatArray:
         return (X > 0).astype(X.dtype)
@@ -280,14 +285,17 @@ class LeakyReLU(_Elementwise):
     def __repr__(self) -> str:
         return f"LeakyReLU(negative_slope={self.negative_slope})"
 
+    def config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
     def forward(self, X: Any) -> FloatArray:
         X = self._input(X)
         self._cache = X
         return np.where(X > 0, X, X * X.dtype.type(self.negative_slope))
 
     def backward(self, dY: Any) -> FloatArray:
-        dY = self._upstream(dY, self._cache)
-        return np.where(self._cache > 0, dY, dY * dY.dtype.type(self.negative_slope))
+        dY, X = self._upstream(dY, self._cache)
+        return np.where(X > 0, dY, dY * dY.dtype.type(self.negative_slope))
 
     def _derivative(self, X: FloatArray) -> FloatArray:
         return np.where(X > 0, 1.0, self.negative_slope).astype(X.dtype)
@@ -309,8 +317,7 @@ class Sigmoid(_Elementwise):
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
-        dY = self._upstream(dY, self._cache)
-        Y = self._cache
+        dY, Y = self._upstream(dY, self._cache)
         return dY * Y * (1 - Y)
 
     def _derivative(self, X: FloatArray) -> FloatArray:
@@ -327,8 +334,7 @@ class Tanh(_Elementwise):
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
-        dY = self._upstream(dY, self._cache)
-        Y = self._cache
+        dY, Y = self._upstream(dY, self._cache)
         return dY * (1 - Y * Y)
 
     def _derivative(self, X: FloatArray) -> FloatArray:
@@ -363,8 +369,7 @@ class Softmax(Layer):
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
-        dY = self._upstream(dY, self._Y)
-        Y = self._Y
+        dY, Y = self._upstream(dY, self._Y)
         return Y * (dY - np.sum(dY * Y, axis=1, keepdims=True))
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:

@@ -261,14 +261,12 @@ class SoftmaxCrossEntropy(_ClassTargets):
 
     def _partials(self, P: FloatArray, T: FloatArray) -> FloatArray:
         # Total derivative: ∂J/∂l_ij = Σₖ (∂J/∂ŷ_ik)(∂ŷ_ik/∂l_ij), with ∂J/∂ŷ_ik = -y_ik/(N ŷ_ik)
-        # and ∂ŷ_ik/∂l_ij = ŷ_ik(δ_kj - ŷ_ij).
+        # and ∂ŷ_ik/∂l_ij = ŷ_ik(δ_kj - ŷ_ij). The ŷ_ik cancel, as in the lecture; cancelling
+        # them before multiplying keeps saturated logits (ŷ_ik underflowing to 0) finite.
         Y_hat = softmax(P)
-        dJ_dY = -T / Y_hat / P.shape[0]
         K = P.shape[1]
-        dY_dL = np.einsum("ik,kj->ikj", Y_hat, np.eye(K, dtype=P.dtype)) - np.einsum(
-            "ik,ij->ikj", Y_hat, Y_hat
-        )
-        return np.einsum("ik,ikj->ij", dJ_dY, dY_dL)
+        dY_dL_over_Y = np.eye(K, dtype=P.dtype)[None, :, :] - Y_hat[:, None, :]
+        return np.einsum("ik,ikj->ij", -T / P.shape[0], dY_dL_over_Y)
 
 
 class SigmoidBinaryCrossEntropy(_BinaryTargets):
