@@ -19,6 +19,7 @@ from numpy.typing import DTypeLike
 from jacnet._validation import FloatArray, as_float_array, as_rng, check_positive_int, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError
 from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid, softmax
+from jacnet.losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
 
 __all__ = ["ACTIVATIONS", "Sequential", "build_mlp"]
 
@@ -47,7 +48,7 @@ class Sequential:
     (2, 3)
     """
 
-    def __init__(self, layers: Iterable[Layer]) -> None:
+    def __init__(self, layers: Iterable[Layer], *, loss: Loss | None = None) -> None:
         if isinstance(layers, Layer):
             raise JacnetTypeError("Sequential layers expects a list of Layer objects, got a "
                                   f"single {type(layers).__name__}; wrap it in a list")
@@ -58,6 +59,11 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise JacnetTypeError(
                     f"Sequential layers[{i}] expects a jacnet Layer, got {describe(layer)}")
+        if loss is not None and not isinstance(loss, Loss):
+            raise JacnetTypeError(f"Sequential loss expects a jacnet Loss or None, got {describe(loss)}")
+        #: The loss the network is trained with; ``fit`` and ``evaluate`` use it by default, and
+        #: it tells ``predict_proba`` whether the outputs are logits or probabilities.
+        self.loss = loss
 
     # The chain -------------------------------------------------------------------------------
 
@@ -134,19 +140,19 @@ class Sequential:
             [self.forward(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)])
 
     def predict_proba(self, X: Any, *, batch_size: int = 8192) -> FloatArray:
-        """Class probabilities, ``(N, K)``.
+        """Class probabilities, ``(N, K)``; a single output gives ``(N, 2)``: ``[1 - p, p]``.
 
-        A network ending in :class:`Softmax` or :class:`Sigmoid` already outputs them; any
-        other output is read as logits (as trained with ``SoftmaxCrossEntropy`` or, for one
-        output, ``SigmoidBinaryCrossEntropy``). A single output gives ``(N, 2)``:
-        ``[1 - p, p]``.
+        Outputs are already probabilities when the network ends in :class:`Softmax` or
+        :class:`Sigmoid` (or its loss takes probabilities); otherwise they are read as logits,
+        as trained with ``SoftmaxCrossEntropy`` or ``SigmoidBinaryCrossEntropy``.
         """
         out = self.predict(X, batch_size=batch_size)
-        last = self.layers[-1]
+        already = isinstance(self.layers[-1], (Softmax, Sigmoid)) or isinstance(
+            self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy))
         if out.shape[1] == 1:
-            p = out if isinstance(last, Sigmoid) else sigmoid(out)
+            p = out if already else sigmoid(out)
             return np.concatenate([1 - p, p], axis=1)
-        return out if isinstance(last, Softmax) else softmax(out)
+        return out if already else softmax(out)
 
     def predict_classes(self, X: Any, *, batch_size: int = 8192) -> np.ndarray[Any, Any]:
         """Class indices ``0..K-1`` (the most probable class), ``(N,)``."""
@@ -194,7 +200,8 @@ class Sequential:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return "Sequential(\n" + self.summary() + "\n)"
+        loss = f"loss: {self.loss!r}\n" if self.loss is not None else ""
+        return "Sequential(\n" + self.summary() + "\n" + loss + ")"
 
 
 def build_mlp(

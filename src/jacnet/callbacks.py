@@ -1,0 +1,223 @@
+"""Callbacks that ``fit`` calls around epochs and batches.
+
+A callback overrides any of ``on_train_begin``, ``on_epoch_begin``, ``on_batch_end``,
+``on_epoch_end`` and ``on_train_end``; each receives the :class:`~jacnet.train.Run` in
+progress, whose ``stop_training`` it may set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jacnet._validation import FloatArray, all_finite, check_positive_int, check_real
+from jacnet.errors import JacnetValueError, NonFiniteError
+
+if TYPE_CHECKING:
+    from jacnet.train import Run
+
+__all__ = ["Callback", "EarlyStopping", "LearningRateScheduler", "ModelCheckpoint", "NonFiniteGuard"]
+
+
+class Callback:
+    """Base class; every hook does nothing by default."""
+
+    def on_train_begin(self, run: Run) -> None:
+        """Before the first epoch."""
+
+    def on_epoch_begin(self, epoch: int, run: Run) -> None:
+        """Before epoch ``epoch`` (counted from 0)."""
+
+    def on_batch_end(self, batch: int, loss: float, run: Run) -> None:
+        """After each optimizer step, with that batch's loss."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
+        """After the epoch's metrics are in ``logs``."""
+
+    def on_train_end(self, run: Run) -> None:
+        """After the last epoch, or after a callback stopped training."""
+
+
+def _copy_params(params: dict[str, FloatArray]) -> dict[str, FloatArray]:
+    return {k: v.copy() for k, v in params.items()}
+
+
+def _restore_params(params: dict[str, FloatArray], saved: dict[str, FloatArray]) -> None:
+    for k, v in params.items():
+        v[...] = saved[k]
+
+
+def _monitored(logs: dict[str, float], monitor: str, who: str) -> float:
+    if monitor not in logs:
+        raise JacnetValueError(f"{who} monitor expects one of {sorted(logs)}, got {monitor!r} "
+                               "(val_* metrics need validation data)")
+    return logs[monitor]
+
+
+def _mode(monitor: str, mode: str, who: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise JacnetValueError(f"{who} mode expects 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if monitor.endswith(("accuracy", "r2")) else "min"
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs; restore the best weights.
+
+    Parameters
+    ----------
+    monitor : str
+        A key of the epoch logs, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+    patience : int
+        Epochs without improvement before stopping.
+    min_delta : float
+        Smallest change that counts as an improvement.
+    mode : {"auto", "min", "max"}
+        Whether smaller or larger is better; "auto" picks max for accuracy and R².
+    restore_best_weights : bool
+        Put the weights of the best epoch back when training ends.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best_weights: bool = True) -> None:
+        self.monitor = monitor
+        self.patience = check_positive_int(patience, "EarlyStopping patience", minimum=0)
+        self.min_delta = check_real(min_delta, "EarlyStopping min_delta", low=0)
+        self.mode = _mode(monitor, mode, "EarlyStopping")
+        self.restore_best_weights = restore_best_weights
+        self.best = math.inf
+        self.best_epoch = -1
+        self.stopped_epoch: int | None = None
+        self._wait = 0
+        self._best_weights: dict[str, FloatArray] | None = None
+
+    def on_train_begin(self, run: Run) -> None:
+        self.best, self.best_epoch, self.stopped_epoch = math.inf, -1, None
+        self._wait, self._best_weights = 0, None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
+        value = _monitored(logs, self.monitor, "EarlyStopping")
+        score = -value if self.mode == "max" else value  # smaller is better from here on
+        if score < self.best - self.min_delta:
+            self.best, self.best_epoch, self._wait = score, epoch, 0
+            if self.restore_best_weights:
+                self._best_weights = _copy_params(run.model.params)
+            return
+        self._wait += 1
+        if self._wait >= self.patience:
+            self.stopped_epoch = epoch
+            run.stop_training = True
+
+    def on_train_end(self, run: Run) -> None:
+        if self.restore_best_weights and self._best_weights is not None:
+            _restore_params(run.model.params, self._best_weights)
+            run.message(f"early stopping: restored the weights of epoch {self.best_epoch + 1} "
+                        f"({self.monitor} {abs(self.best):.4f})")
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate before each epoch to ``schedule(epoch, base_lr)``.
+
+    ``schedule`` is any callable such as :class:`~jacnet.optim.StepDecay` or
+    :class:`~jacnet.optim.CosineDecay`; ``base_lr`` is the rate when training began.
+    """
+
+    def __init__(self, schedule: Callable[[int, float], float]) -> None:
+        if not callable(schedule):
+            raise JacnetValueError(f"LearningRateScheduler schedule expects a callable, got {schedule!r}")
+        self.schedule = schedule
+        self.base_lr: float | None = None
+
+    def on_train_begin(self, run: Run) -> None:
+        self.base_lr = run.optimizer.lr
+
+    def on_epoch_begin(self, epoch: int, run: Run) -> None:
+        base = run.optimizer.lr if self.base_lr is None else self.base_lr
+        run.optimizer.lr = self.schedule(epoch, base)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model, optimizer state, epoch and RNG state at the end of epochs.
+
+    ``fit(..., resume=path)`` continues from such a file to bitwise the same result as an
+    uninterrupted run.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to write (atomically; see :func:`jacnet.io.save`).
+    monitor : str or None
+        With ``save_best_only``, the log key deciding which epoch is best.
+    save_best_only : bool
+        Save only when ``monitor`` improves; otherwise save every epoch.
+    """
+
+    def __init__(self, path: str | Path, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto") -> None:
+        self.path = Path(path)
+        self.monitor = monitor
+        self.save_best_only = save_best_only
+        self.mode = _mode(monitor, mode, "ModelCheckpoint")
+        self.best = math.inf
+        self.saved_epochs: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
+        if self.save_best_only:
+            value = _monitored(logs, self.monitor, "ModelCheckpoint")
+            score = -value if self.mode == "max" else value
+            if score >= self.best:
+                return
+            self.best = score
+        from jacnet.io import save
+
+        save(run.model, self.path, run.optimizer, training_state=run.training_state())
+        self.saved_epochs.append(epoch)
+
+
+class NonFiniteGuard(Callback):
+    """Stop training with :class:`~jacnet.errors.NonFiniteError` on a non-finite loss or weight.
+
+    ``fit`` always installs one. When the loss of a batch is NaN or infinite, the weights
+    that produced it are kept if they are finite; if they are not, the weights of the last
+    epoch end whose weights were all finite (or of the start of training) are put back.
+    """
+
+    def __init__(self) -> None:
+        self._snapshot: dict[str, FloatArray] | None = None
+        self._snapshot_epoch = -1
+
+    def on_train_begin(self, run: Run) -> None:
+        params = run.model.params
+        if not all(all_finite(p) for p in params.values()):
+            raise NonFiniteError("fit model expects finite weights, got NaN or infinity")
+        self._snapshot, self._snapshot_epoch = _copy_params(params), run.epoch - 1
+
+    def on_batch_end(self, batch: int, loss: float, run: Run) -> None:
+        if not math.isfinite(loss):
+            self.fail(run, f"the loss became {loss}")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
+        params = run.model.params
+        if not all(all_finite(p) for p in params.values()):
+            self.fail(run, "a weight became non-finite")
+        self._snapshot, self._snapshot_epoch = _copy_params(params), epoch
+
+    def fail(self, run: Run, what: str) -> None:
+        """Keep or restore the last finite weights, then raise NonFiniteError."""
+        params = run.model.params
+        if all(all_finite(p) for p in params.values()):
+            kept = "the model keeps the (finite) weights that produced it"
+        else:
+            if self._snapshot is not None:
+                _restore_params(params, self._snapshot)
+            when = ("the start of training" if self._snapshot_epoch < 0
+                    else f"the end of epoch {self._snapshot_epoch + 1}")
+            kept = f"the model was reset to the last finite weights, from {when}"
+        raise NonFiniteError(
+            f"training diverged at epoch {run.epoch + 1}, batch {run.batch + 1}: {what}; {kept}. "
+            f"Try a smaller learning rate (now {run.optimizer.lr:g}) or standardised inputs."
+        )
+

@@ -1,0 +1,388 @@
+"""Training: ``fit`` runs mini-batch gradient descent, ``evaluate`` scores a model.
+
+One step of ``fit`` is the lecture's chain, once per mini-batch::
+
+    Ŷ = model.forward(X_b);  J = loss.forward(Ŷ, y_b)
+    dŶ = loss.backward();    model.backward(dŶ)   # fills model.grads
+    optimizer.step(model.params, model.grads)
+
+The batch is gathered once per step into a reused buffer, and the first layer skips its
+``dX``, which nobody reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from jacnet._validation import (
+    FloatArray,
+    as_float_array,
+    check_positive_int,
+    check_real,
+    describe,
+)
+from jacnet.callbacks import Callback, NonFiniteGuard
+from jacnet.errors import JacnetTypeError, JacnetValueError, NonFiniteError, ShapeError
+from jacnet.losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
+from jacnet.metrics import (
+    accuracy,
+    is_classification,
+    mean_squared_error,
+    predicted_labels,
+    r2_score,
+    true_labels,
+)
+from jacnet.model import Sequential
+from jacnet.optim import Adam, Optimizer
+from jacnet.progress import Progress
+
+__all__ = ["History", "Run", "evaluate", "fit"]
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of a ``fit`` call: ``history["loss"][e]`` is epoch ``e``'s loss.
+
+    Keys: ``loss`` and, for classifiers, ``accuracy``; with validation data ``val_loss``
+    and ``val_accuracy`` (classifiers) or ``val_mse`` and ``val_r2`` (regression); ``lr``
+    and ``seconds`` for each epoch.
+    """
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs: list[int] = field(default_factory=list)
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epochs.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {"epochs": list(self.epochs), "history": {k: list(v) for k, v in self.history.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls(history={k: [float(x) for x in v] for k, v in data["history"].items()},
+                   epochs=[int(e) for e in data["epochs"]])
+
+
+@dataclass
+class Run:
+    """The state of one ``fit`` call, as callbacks see it."""
+
+    model: Sequential
+    loss: Loss
+    optimizer: Optimizer
+    history: History
+    epochs: int
+    seed: int
+    shuffle_rng: np.random.Generator
+    progress: Progress
+    epoch: int = 0
+    batch: int = 0
+    stop_training: bool = False
+
+    def training_state(self) -> dict[str, Any]:
+        """What a checkpoint needs to resume bitwise: epoch, seed, RNG state, history."""
+        return {
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "shuffle_rng": self.shuffle_rng.bit_generator.state,
+            "history": self.history.to_dict(),
+        }
+
+    def message(self, text: str) -> None:
+        self.progress.message(text)
+
+
+def _resolve_loss(model: Sequential, loss: Loss | None, where: str) -> Loss:
+    chosen = loss if loss is not None else model.loss
+    if chosen is None:
+        raise JacnetValueError(f"{where} loss expects a jacnet Loss (the model has none), got None")
+    if not isinstance(chosen, Loss):
+        raise JacnetTypeError(f"{where} loss expects a jacnet Loss, got {describe(chosen)}")
+    return chosen
+
+
+def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str) -> tuple[FloatArray, Any]:
+    """Validate a data set against the model and the loss (the loss's own target rules)."""
+    if not isinstance(model, Sequential):
+        raise JacnetTypeError(f"{name} model expects a jacnet Sequential, got {describe(model)}")
+    X = as_float_array(X, f"{name} X", ndim=2, dtype=model.dtype)
+    n_in = model.in_features
+    if n_in is not None and X.shape[1] != n_in:
+        raise ShapeError(f"{name} X expects {n_in} features (the model's input width), "
+                         f"got shape {X.shape}")
+    if y is None:
+        raise JacnetValueError(f"{name} y expects targets, got None")
+    y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != X.shape[0]:
+        raise ShapeError(f"{name} y expects {X.shape[0]} targets (one per row of X), "
+                         f"got shape {y.shape}")
+    n_out = model.out_features
+    if n_out is not None:
+        # Check every target once, up front, with the loss's own rules on a valid prediction.
+        fill = 0.5 if isinstance(loss, (BinaryCrossEntropy, CategoricalCrossEntropy)) else 0.0
+        probe = np.full((X.shape[0], n_out), fill, dtype=model.dtype)
+        copy.copy(loss)._checked(probe, y)
+    return X, y
+
+
+def _int_seed(seed: np.random.Generator | int | None) -> int:
+    """One integer seed from which every random stream of a run derives (stored in checkpoints)."""
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(2**63))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise JacnetTypeError(
+            f"fit seed expects None, an int >= 0 or a numpy Generator, got {describe(seed)}")
+    return int(seed)
+
+
+def _split(n: int, validation_split: float, seed: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Training and validation row indices; a seeded random split (stream 0 of ``seed``)."""
+    if not validation_split:
+        return np.arange(n), np.arange(0)
+    split_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
+    order = split_rng.permutation(n)
+    n_val = round(n * validation_split)
+    if n_val < 1 or n_val >= n:
+        raise JacnetValueError(f"fit validation_split expects to leave at least one sample on each "
+                               f"side, got {validation_split} of {n} samples")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _batched_outputs(model: Sequential, X: FloatArray, rows: NDArray[np.intp] | None,
+                     batch_size: int) -> FloatArray:
+    n = X.shape[0] if rows is None else rows.shape[0]
+    parts = []
+    for s in range(0, n, batch_size):
+        Xb = X[s:s + batch_size] if rows is None else np.take(X, rows[s:s + batch_size], axis=0)
+        parts.append(model.forward(Xb))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _scores(model: Sequential, loss: Loss, outputs: FloatArray, y: Any, prefix: str = "") -> dict[str, float]:
+    scores = {f"{prefix}loss": copy.copy(loss).forward(outputs, y)}
+    if is_classification(loss):
+        scores[f"{prefix}accuracy"] = accuracy(true_labels(np.asarray(y)), predicted_labels(outputs, loss))
+    elif outputs.shape[1] >= 1 and np.asarray(y).dtype.kind in "fiu":
+        scores[f"{prefix}mse"] = mean_squared_error(np.asarray(y), outputs)
+        scores[f"{prefix}r2"] = r2_score(np.asarray(y), outputs)
+    return scores
+
+
+def evaluate(model: Sequential, X: Any, y: Any, *, loss: Loss | None = None,
+             batch_size: int = 4096) -> dict[str, float]:
+    """Score ``model`` on ``(X, y)``.
+
+    Returns
+    -------
+    dict
+        ``loss`` (the mean over all N samples) and ``accuracy`` for a classification loss, or
+        ``mse`` and ``r2`` for regression.
+    """
+    chosen = _resolve_loss(model, loss, "evaluate")
+    batch_size = check_positive_int(batch_size, "evaluate batch_size")
+    X, y = _check_data(model, X, y, chosen, "evaluate")
+    return _scores(model, chosen, _batched_outputs(model, X, None, batch_size), y)
+
+
+def _restore_checkpoint(model: Sequential, optimizer: Optimizer | None, path: str | Path
+                        ) -> tuple[Optimizer, dict[str, Any]]:
+    from jacnet.io import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint.model.params
+    params = model.params
+    if saved.keys() != params.keys() or any(saved[k].shape != params[k].shape for k in params):
+        raise JacnetValueError(f"fit resume expects a checkpoint of this model's architecture, "
+                               f"got one with parameters {sorted(saved)} from {path}")
+    for k, p in params.items():
+        p[...] = saved[k]
+    if checkpoint.optimizer is None:
+        raise JacnetValueError(f"fit resume expects a checkpoint with optimizer state, got none in {path}")
+    if optimizer is None:
+        optimizer = checkpoint.optimizer
+    else:
+        optimizer.load_state_dict(checkpoint.optimizer.state_dict())
+    return optimizer, checkpoint.training_state
+
+
+def fit(
+    model: Sequential,
+    X: Any,
+    y: Any,
+    *,
+    loss: Loss | None = None,
+    optimizer: Optimizer | None = None,
+    epochs: int = 10,
+    batch_size: int = 32,
+    validation: tuple[Any, Any] | None = None,
+    validation_split: float = 0.0,
+    shuffle: bool = True,
+    seed: np.random.Generator | int | None = None,
+    callbacks: Iterable[Callback] = (),
+    verbose: int | str = "auto",
+    resume: str | Path | None = None,
+) -> History:
+    """Train ``model`` on ``(X, y)`` with mini-batch gradient descent.
+
+    Parameters
+    ----------
+    model : Sequential
+        Trained in place.
+    X : array_like, (N, in)
+        Inputs; cast once to the model's dtype (float32 by default), never copied otherwise.
+    y : array_like
+        Targets in a layout ``loss`` accepts: labels ``(N,)`` or one-hot ``(N, K)`` for the
+        categorical losses, ``(N, 1)`` / ``(N,)`` / ``(N, K)`` for the binary ones, ``(N, K)``
+        for mean squared error.
+    loss : Loss, optional
+        Defaults to ``model.loss``; the model remembers the loss it was trained with.
+    optimizer : Optimizer, optional
+        Defaults to ``Adam()``.
+    epochs, batch_size : int
+        Passes over the data, and samples per step (the last batch may be smaller).
+    validation : (X_val, y_val), optional
+        Scored after every epoch (``val_loss``, ``val_accuracy`` / ``val_mse``, ``val_r2``).
+    validation_split : float
+        Or hold out this fraction of ``(X, y)``, chosen at random from ``seed``.
+    shuffle : bool
+        Visit the samples in a new random order every epoch.
+    seed : int or Generator, optional
+        The only source of randomness (split and shuffling); the same seed gives bitwise the
+        same weights and history. The global NumPy random state is never touched.
+    callbacks : iterable of Callback
+        E.g. ``EarlyStopping``, ``ModelCheckpoint``, ``LearningRateScheduler``. A
+        ``NonFiniteGuard`` is always added unless one is given.
+    verbose : {"auto", 0, 1, 2}
+        0 silent; 1 a live bar (on a terminal) and a line per epoch; 2 a line per epoch;
+        "auto" is 1 on a terminal and silent otherwise.
+    resume : path, optional
+        A ``ModelCheckpoint`` file: restore weights, optimizer, RNG state and history, and
+        continue after its epoch.
+
+    Returns
+    -------
+    History
+    """
+    loss = _resolve_loss(model, loss, "fit")
+    epochs = check_positive_int(epochs, "fit epochs")
+    batch_size = check_positive_int(batch_size, "fit batch_size")
+    validation_split = check_real(validation_split, "fit validation_split", low=0, high=1, high_open=True)
+    if validation is not None and validation_split:
+        raise JacnetValueError("fit expects either validation or validation_split, got both")
+    if verbose not in (0, 1, 2, "auto"):
+        raise JacnetValueError(f"fit verbose expects 0, 1, 2 or 'auto', got {verbose!r}")
+    X, y = _check_data(model, X, y, loss, "fit")
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise JacnetTypeError(f"fit validation expects a pair (X_val, y_val), got {describe(validation)}")
+        X_val, y_val = _check_data(model, validation[0], validation[1], loss, "fit validation")
+    callbacks = list(callbacks)
+    for c in callbacks:
+        if not isinstance(c, Callback):
+            raise JacnetTypeError(f"fit callbacks expects Callback objects, got {describe(c)}")
+    guard = next((c for c in callbacks if isinstance(c, NonFiniteGuard)), None)
+    if guard is None:
+        guard = NonFiniteGuard()
+        callbacks.insert(0, guard)
+
+    history = History()
+    start_epoch = 0
+    if resume is not None:
+        optimizer, state = _restore_checkpoint(model, optimizer, resume)
+        seed = int(state["seed"])
+        start_epoch = int(state["epoch"]) + 1
+        history = History.from_dict(state["history"])
+    if optimizer is None:
+        optimizer = Adam()
+    elif not isinstance(optimizer, Optimizer):
+        raise JacnetTypeError(f"fit optimizer expects a jacnet Optimizer, got {describe(optimizer)}")
+    base_seed = _int_seed(seed)
+    train_rows, val_rows = _split(X.shape[0], validation_split, base_seed)
+    shuffle_rng = np.random.default_rng(np.random.SeedSequence(base_seed).spawn(2)[1])
+    if resume is not None:
+        shuffle_rng.bit_generator.state = state["shuffle_rng"]
+
+    model.loss = loss
+    n = train_rows.shape[0]
+    n_batches = -(-n // batch_size)
+    progress = Progress(epochs, n_batches, verbose)
+    run = Run(model, loss, optimizer, history, epochs, base_seed, shuffle_rng, progress, epoch=start_epoch)
+    classify = is_classification(loss)
+    labels = true_labels(y) if classify else None
+    params, grads = model.params, model.grads
+    buffer = np.empty((min(batch_size, n), X.shape[1]), dtype=X.dtype)
+
+    for c in callbacks:
+        c.on_train_begin(run)
+    try:
+        for epoch in range(start_epoch, epochs):
+            run.epoch = epoch
+            for c in callbacks:
+                c.on_epoch_begin(epoch, run)
+            progress.epoch_begin(epoch)
+            started = time.perf_counter()
+            order = train_rows[shuffle_rng.permutation(n)] if shuffle else train_rows
+            total, correct = 0.0, 0
+            for b, s in enumerate(range(0, n, batch_size)):
+                run.batch = b
+                rows = order[s:s + batch_size]
+                Xb = np.take(X, rows, axis=0, out=buffer[:rows.shape[0]])
+                yb = y[rows]
+                try:
+                    out = model.forward(Xb)
+                    value = loss.forward(out, yb)
+                except NonFiniteError as exc:
+                    guard.fail(run, f"a value became non-finite ({exc})")
+                model.backward(loss.backward(), input_grad=False)
+                optimizer.step(params, grads)
+                total += value * rows.shape[0]
+                batch_accuracy = None
+                if labels is not None:
+                    hits = int(np.count_nonzero(predicted_labels(out, loss) == labels[rows]))
+                    correct += hits
+                    batch_accuracy = hits / rows.shape[0]
+                for c in callbacks:
+                    c.on_batch_end(b, value, run)
+                progress.batch_end(b, value, batch_accuracy)
+            logs = {"loss": total / n}
+            if labels is not None:
+                logs["accuracy"] = correct / n
+            if validation is not None:
+                logs.update(_scores(model, loss, _batched_outputs(model, X_val, None, 4096), y_val, "val_"))
+            elif val_rows.size:
+                logs.update(_scores(model, loss, _batched_outputs(model, X, val_rows, 4096),
+                                    y[val_rows], "val_"))
+            logs["lr"] = optimizer.lr
+            logs["seconds"] = time.perf_counter() - started
+            for c in callbacks:
+                c.on_epoch_end(epoch, logs, run)
+            history.append(epoch, logs)
+            progress.epoch_end(epoch, logs)
+            if run.stop_training:
+                break
+        for c in callbacks:
+            c.on_train_end(run)
+    finally:
+        progress.close()
+    return history
+
