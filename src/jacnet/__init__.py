@@ -5,6 +5,13 @@ Jacobian Matrices: Expanded Jacobians in Deep Learning" derives, materialise the
 Jacobians from the per-entry derivatives, and prove the two agree with finite differences.
 """
 
+from jacnet.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    NonFiniteGuard,
+)
 from jacnet.errors import (
     ForwardNotCalledError,
     JacnetError,
@@ -33,6 +40,7 @@ from jacnet.losses import (
 )
 from jacnet.model import ACTIVATIONS, Sequential, build_mlp
 from jacnet.optim import SGD, Adam, CosineDecay, Optimizer, StepDecay
+from jacnet.train import History, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -42,21 +50,27 @@ __all__ = [
     "Adam",
     "Affine",
     "BinaryCrossEntropy",
+    "Callback",
     "CategoricalCrossEntropy",
     "CosineDecay",
+    "EarlyStopping",
     "ForwardNotCalledError",
     "GradientCheck",
     "GradientReport",
+    "History",
     "JacnetError",
     "JacnetTypeError",
     "JacnetValueError",
     "JacobianTooLargeError",
     "Layer",
     "LeakyReLU",
+    "LearningRateScheduler",
     "Loss",
     "MeanSquaredError",
+    "ModelCheckpoint",
     "ModelFileError",
     "NonFiniteError",
+    "NonFiniteGuard",
     "Optimizer",
     "ReLU",
     "Sequential",
@@ -70,6 +84,8 @@ __all__ = [
     "__version__",
     "build_mlp",
     "check_gradients",
+    "evaluate",
     "expanded_jacobian",
+    "fit",
     "numerical_jacobian",
 ]
