@@ -79,15 +79,19 @@ class Sequential:
     def backward(self, dY: Any, *, input_grad: bool = True) -> FloatArray | None:
         """Run every layer's backward in reverse and return ``dX``, ``(N, in)``.
 
-        With ``input_grad=False`` the first layer fills its ``grads`` but skips ``dX``
-        (a whole matrix product for an affine first layer), and ``None`` is returned.
+        With ``input_grad=False`` nobody reads ``dX``: the first layer with parameters fills its
+        ``grads`` but skips its ``dX`` (a whole matrix product for an affine layer), the
+        parameterless layers before it are skipped, and ``None`` is returned.
         """
-        first, *rest = self.layers
-        for layer in reversed(rest):
-            dY = layer.backward(dY)
         if input_grad:
-            return first.backward(dY)
-        first.backward_params(dY)
+            for layer in reversed(self.layers):
+                dY = layer.backward(dY)
+            return dY
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
+        for layer in reversed(self.layers[first + 1:]):
+            dY = layer.backward(dY)
+        if first < len(self.layers):
+            self.layers[first].backward_params(dY)
         return None
 
     # Parameters ------------------------------------------------------------------------------
