@@ -31,8 +31,10 @@ def all_finite(A: NDArray[Any]) -> bool:
     Checked in chunks of at most ``2**20`` entries, so a large array never needs a boolean
     temporary of its own size.
     """
-    flat = A.reshape(-1)
     chunk = 1 << 20
+    if A.size <= chunk:
+        return bool(np.isfinite(A).all())
+    flat = A.reshape(-1)
     return all(bool(np.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.shape[0], chunk))
 
 
