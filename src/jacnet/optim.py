@@ -56,7 +56,7 @@ class Optimizer:
             raise JacnetValueError(
                 f"{type(self).__name__}.step grads expects the keys of params "
                 f"{sorted(params)}, got {sorted(grads)}")
-        self.iterations += 1
+        # Check every pair before touching any: a refused step changes nothing.
         for name, p in params.items():
             g = grads[name]
             if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray):
@@ -65,7 +65,9 @@ class Optimizer:
             if p.shape != g.shape:
                 raise ShapeError(f"{type(self).__name__}.step grads[{name!r}] expects shape "
                                  f"{p.shape}, got {g.shape}")
-            self._update(name, p, g)
+        self.iterations += 1
+        for name, p in params.items():
+            self._update(name, p, grads[name])
 
     def _update(self, name: str, p: FloatArray, g: FloatArray) -> None:
         raise NotImplementedError

@@ -34,7 +34,7 @@ class Progress:
         Batches per epoch (the bar's length).
     verbose : {0, 1, 2, "auto"}
         0: silent. 1: bar (on a terminal) and a line per epoch. 2: a line per epoch only.
-        "auto": 1 on a terminal, 2 otherwise.
+        "auto": 1 on a terminal, silent otherwise (as ``fit`` documents).
     stream : text stream
         Where to write; standard output by default.
     """
@@ -47,7 +47,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stdout
         tty = bool(getattr(self.stream, "isatty", lambda: False)())
         if verbose == "auto":
-            verbose = 1 if tty else 2
+            verbose = 1 if tty else 0
         self.verbose = verbose
         self.epochs = epochs
         self.batches = batches

@@ -6,13 +6,14 @@ One step of ``fit`` is the lecture's chain, once per mini-batch::
     dŶ = loss.backward();    model.backward(dŶ)   # fills model.grads
     optimizer.step(model.params, model.grads)
 
-The batch is gathered once per step into a reused buffer, and the first layer skips its
-``dX``, which nobody reads.
+The batch is gathered once per step (one fancy-indexing copy), and the first layer skips
+its ``dX``, which nobody reads.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,7 +31,13 @@ from jacnet._validation import (
     describe,
 )
 from jacnet.callbacks import Callback, NonFiniteGuard
-from jacnet.errors import JacnetTypeError, JacnetValueError, NonFiniteError, ShapeError
+from jacnet.errors import (
+    JacnetError,
+    JacnetTypeError,
+    JacnetValueError,
+    NonFiniteError,
+    ShapeError,
+)
 from jacnet.losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
 from jacnet.metrics import (
     accuracy,
@@ -111,6 +118,8 @@ class Run:
 
 
 def _resolve_loss(model: Sequential, loss: Loss | None, where: str) -> Loss:
+    if not isinstance(model, Sequential):
+        raise JacnetTypeError(f"{where} model expects a jacnet Sequential, got {describe(model)}")
     chosen = loss if loss is not None else model.loss
     if chosen is None:
         raise JacnetValueError(f"{where} loss expects a jacnet Loss (the model has none), got None")
@@ -139,7 +148,10 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str) -> tup
         # Check every target once, up front, with the loss's own rules on a valid prediction.
         fill = 0.5 if isinstance(loss, (BinaryCrossEntropy, CategoricalCrossEntropy)) else 0.0
         probe = np.full((X.shape[0], n_out), fill, dtype=model.dtype)
-        copy.copy(loss)._checked(probe, y)
+        try:
+            copy.copy(loss)._checked(probe, y)
+        except JacnetError as exc:  # say which argument of the caller is wrong
+            raise type(exc)(f"{name} y: {exc}") from exc
     return X, y
 
 
@@ -330,7 +342,6 @@ def fit(
     classify = is_classification(loss)
     labels = true_labels(y) if classify else None
     params, grads = model.params, model.grads
-    buffer = np.empty((min(batch_size, n), X.shape[1]), dtype=X.dtype)
 
     for c in callbacks:
         c.on_train_begin(run)
@@ -346,14 +357,20 @@ def fit(
             for b, s in enumerate(range(0, n, batch_size)):
                 run.batch = b
                 rows = order[s:s + batch_size]
-                Xb = np.take(X, rows, axis=0, out=buffer[:rows.shape[0]])
+                Xb = X[rows]  # the one gather of the step
                 yb = y[rows]
+                # A non-finite value anywhere in the step stops training before the optimizer
+                # moves the weights, so the guard keeps the (finite) weights that produced it.
                 try:
                     out = model.forward(Xb)
                     value = loss.forward(out, yb)
+                    finite = math.isfinite(value)
+                    if finite:
+                        model.backward(loss.backward(), input_grad=False)
                 except NonFiniteError as exc:
                     guard.fail(run, f"a value became non-finite ({exc})")
-                model.backward(loss.backward(), input_grad=False)
+                if not finite:
+                    guard.fail(run, f"the loss became {value}")
                 optimizer.step(params, grads)
                 total += value * rows.shape[0]
                 batch_accuracy = None
