@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jacnet._validation import FloatArray, all_finite, check_positive_int, check_real
 from jacnet.errors import JacnetValueError, NonFiniteError
@@ -39,6 +39,13 @@ class Callback:
     def on_train_end(self, run: Run) -> None:
         """After the last epoch, or after a callback stopped training."""
 
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable state that a checkpoint keeps, so a resumed run continues it."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state` returned; the next ``on_train_begin`` keeps it."""
+
 
 def _copy_params(params: dict[str, FloatArray]) -> dict[str, FloatArray]:
     return {k: v.copy() for k, v in params.items()}
@@ -47,6 +54,15 @@ def _copy_params(params: dict[str, FloatArray]) -> dict[str, FloatArray]:
 def _restore_params(params: dict[str, FloatArray], saved: dict[str, FloatArray]) -> None:
     for k, v in params.items():
         v[...] = saved[k]
+
+
+def _json_number(value: float) -> float | None:
+    """JSON has no infinity: "no best yet" is stored as null."""
+    return value if math.isfinite(value) else None
+
+
+def _number(value: float | None) -> float:
+    return math.inf if value is None else float(value)
 
 
 def _monitored(logs: dict[str, float], monitor: str, who: str) -> float:
@@ -93,10 +109,24 @@ class EarlyStopping(Callback):
         self.stopped_epoch: int | None = None
         self._wait = 0
         self._best_weights: dict[str, FloatArray] | None = None
+        self._resumed = False
 
     def on_train_begin(self, run: Run) -> None:
+        if self._resumed:  # continue the patience count of the checkpointed run
+            self._resumed = False
+            return
         self.best, self.best_epoch, self.stopped_epoch = math.inf, -1, None
         self._wait, self._best_weights = 0, None
+
+    def state(self) -> dict[str, Any]:
+        # The best weights themselves are not kept: after a resume, only epochs from then on
+        # can be restored.
+        return {"best": _json_number(self.best), "best_epoch": self.best_epoch, "wait": self._wait}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = _number(state["best"]), int(state["best_epoch"])
+        self._wait, self._best_weights, self.stopped_epoch = int(state["wait"]), None, None
+        self._resumed = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
         value = _monitored(logs, self.monitor, "EarlyStopping")
@@ -130,9 +160,19 @@ class LearningRateScheduler(Callback):
             raise JacnetValueError(f"LearningRateScheduler schedule expects a callable, got {schedule!r}")
         self.schedule = schedule
         self.base_lr: float | None = None
+        self._resumed_base_lr: float | None = None
 
     def on_train_begin(self, run: Run) -> None:
-        self.base_lr = run.optimizer.lr
+        if self._resumed_base_lr is not None:
+            self.base_lr, self._resumed_base_lr = self._resumed_base_lr, None
+        else:
+            self.base_lr = run.optimizer.lr
+
+    def state(self) -> dict[str, Any]:
+        return {"base_lr": self.base_lr}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._resumed_base_lr = float(state["base_lr"])
 
     def on_epoch_begin(self, epoch: int, run: Run) -> None:
         base = run.optimizer.lr if self.base_lr is None else self.base_lr
@@ -175,6 +215,12 @@ class ModelCheckpoint(Callback):
 
         save(run.model, self.path, run.optimizer, training_state=run.training_state())
         self.saved_epochs.append(epoch)
+
+    def state(self) -> dict[str, Any]:
+        return {"best": _json_number(self.best)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.best = _number(state["best"])
 
 
 class NonFiniteGuard(Callback):

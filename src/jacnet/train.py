@@ -99,18 +99,21 @@ class Run:
     seed: int
     shuffle_rng: np.random.Generator
     progress: Progress
+    callbacks: list[Callback] = field(default_factory=list)
     epoch: int = 0
     batch: int = 0
     stop_training: bool = False
 
     def training_state(self) -> dict[str, Any]:
-        """What a checkpoint needs to resume bitwise: epoch, seed, RNG state, history."""
+        """What a checkpoint needs to resume bitwise: epoch, seed, RNG state, history, and
+        each callback's own state."""
         return {
             "epoch": self.epoch,
             "epochs": self.epochs,
             "seed": self.seed,
             "shuffle_rng": self.shuffle_rng.bit_generator.state,
             "history": self.history.to_dict(),
+            "callbacks": [{"type": type(c).__name__, "state": c.state()} for c in self.callbacks],
         }
 
     def message(self, text: str) -> None:
@@ -324,6 +327,10 @@ def fit(
         seed = int(state["seed"])
         start_epoch = int(state["epoch"]) + 1
         history = History.from_dict(state["history"])
+        saved = {entry["type"]: entry["state"] for entry in state.get("callbacks", [])}
+        for c in callbacks:
+            if type(c).__name__ in saved:
+                c.load_state(saved[type(c).__name__])
     if optimizer is None:
         optimizer = Adam()
     elif not isinstance(optimizer, Optimizer):
@@ -338,7 +345,8 @@ def fit(
     n = train_rows.shape[0]
     n_batches = -(-n // batch_size)
     progress = Progress(epochs, n_batches, verbose)
-    run = Run(model, loss, optimizer, history, epochs, base_seed, shuffle_rng, progress, epoch=start_epoch)
+    run = Run(model, loss, optimizer, history, epochs, base_seed, shuffle_rng, progress, callbacks,
+              epoch=start_epoch)
     classify = is_classification(loss)
     labels = true_labels(y) if classify else None
     params, grads = model.params, model.grads
@@ -391,9 +399,9 @@ def fit(
                                     y[val_rows], "val_"))
             logs["lr"] = optimizer.lr
             logs["seconds"] = time.perf_counter() - started
+            history.append(epoch, logs)  # before the callbacks, so a checkpoint holds this epoch
             for c in callbacks:
                 c.on_epoch_end(epoch, logs, run)
-            history.append(epoch, logs)
             progress.epoch_end(epoch, logs)
             if run.stop_training:
                 break
