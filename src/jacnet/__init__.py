@@ -22,6 +22,7 @@ from jacnet.errors import (
     NonFiniteError,
     ShapeError,
 )
+from jacnet.io import Checkpoint, load, load_checkpoint, save
 from jacnet.jacobian import (
     GradientCheck,
     GradientReport,
@@ -52,6 +53,7 @@ __all__ = [
     "BinaryCrossEntropy",
     "Callback",
     "CategoricalCrossEntropy",
+    "Checkpoint",
     "CosineDecay",
     "EarlyStopping",
     "ForwardNotCalledError",
@@ -87,5 +89,8 @@ __all__ = [
     "evaluate",
     "expanded_jacobian",
     "fit",
+    "load",
+    "load_checkpoint",
     "numerical_jacobian",
+    "save",
 ]
