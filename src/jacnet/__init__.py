@@ -41,6 +41,7 @@ from jacnet.losses import (
 )
 from jacnet.model import ACTIVATIONS, Sequential, build_mlp
 from jacnet.optim import SGD, Adam, CosineDecay, Optimizer, StepDecay
+from jacnet.plots import plot_history, plot_jacobian
 from jacnet.train import History, evaluate, fit
 
 __version__ = "0.1.0"
@@ -92,5 +93,7 @@ __all__ = [
     "load",
     "load_checkpoint",
     "numerical_jacobian",
+    "plot_history",
+    "plot_jacobian",
     "save",
 ]

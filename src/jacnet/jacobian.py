@@ -365,7 +365,13 @@ def check_gradients(
                 raise ShapeError(f"{where} dY expects the output's shape {Y.shape}, "
                                  f"got {upstream.shape}")
         dX = m.backward(upstream)
-        closed = {"X": dX, **{k: np.array(g) for k, g in m.grads.items()}}
+        closed = {"X": dX}
+        for k, p in m.params.items():
+            if k in m.grads:
+                closed[k] = np.array(m.grads[k])
+            else:  # a gradient backward never wrote is wrong everywhere
+                closed[k] = np.full(p.shape, np.nan)
+                notes.append(f"note: {type(module).__name__}.backward did not fill grads[{k!r}]")
 
     dtype = np.dtype(compute_dtype)
     default_rtol, default_atol = TOLERANCES.get(dtype, TOLERANCES[np.dtype(np.float64)])
@@ -383,7 +389,8 @@ def check_gradients(
             analytic: FloatArray | None = expanded_jacobian(module, X, **kwargs)
         except NotImplementedError as exc:
             analytic = None
-            notes.append(f"note: {exc}")
+            if f"note: {exc}" not in notes:
+                notes.append(f"note: {exc}")
         if upstream is not None and scorer is None:
             numeric = np.tensordot(upstream, numeric, axes=upstream.ndim)
             if analytic is not None:

@@ -1,0 +1,173 @@
+"""Plots: valid PNGs of the size asked for, matplotlib imported only when a plot is drawn."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jacnet
+from jacnet.errors import JacnetTypeError, JacnetValueError
+from jacnet.plots import jacobian_formula, jacobian_matrix, plot_history, plot_jacobian
+from jacnet.train import History
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, after checking the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def run_python(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"}, timeout=120)
+
+
+def test_importing_jacnet_and_its_plots_does_not_import_matplotlib() -> None:
+    done = run_python(
+        "import sys, jacnet, jacnet.plots, jacnet.cli.check, jacnet.cli.jacobian\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
+        "print('ok')"
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_missing_matplotlib_names_the_extra_to_install() -> None:
+    done = run_python(
+        "import sys\n"
+        "sys.modules['matplotlib'] = None  # as if it were not installed\n"
+        "import numpy as np, jacnet\n"
+        "from jacnet.plots import plot_jacobian\n"
+        "try:\n"
+        "    plot_jacobian(jacnet.Softmax(), np.ones((2, 3)))\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'jacnet[plot]'" in done.stdout
+
+
+def test_plot_jacobian_writes_a_png_of_figsize_times_dpi(tmp_path: Path) -> None:
+    path = tmp_path / "softmax.png"
+    fig = plot_jacobian(jacnet.Softmax(), np.random.default_rng(0).standard_normal((3, 4)), path=path,
+                        figsize=(4.0, 3.0), dpi=50)
+    assert png_size(path) == (200, 150)
+    assert "partial" in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize("wrt", ["X", "W", "b"])
+def test_plot_jacobian_affine_each_wrt(tmp_path: Path, wrt: str) -> None:
+    layer = jacnet.Affine(3, 2, rng=0, dtype=np.float64)
+    path = tmp_path / f"affine_{wrt}.png"
+    plot_jacobian(layer, np.ones((2, 3)), wrt=wrt, path=str(path))
+    assert png_size(path) == (600, 480)
+
+
+def test_plot_jacobian_loss_into_given_axes_with_a_title(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 2), dpi=80)
+    ax = fig.add_subplot()
+    out = plot_jacobian(jacnet.SoftmaxCrossEntropy(), np.zeros((2, 3)), target=[0, 2], ax=ax,
+                        title="dJ/dL", path=tmp_path / "loss.png")
+    assert out is fig
+    assert ax.get_title() == "dJ/dL"
+    assert png_size(tmp_path / "loss.png") == (400, 160)
+
+
+def test_jacobian_matrix_labels_and_blocks() -> None:
+    layer = jacnet.Affine(3, 2, rng=0, dtype=np.float64)
+    X = np.arange(6.0).reshape(2, 3)
+    jm = jacobian_matrix(layer, X, wrt="W")
+    assert jm.matrix.shape == (4, 6)
+    assert jm.row_labels == ["z[0,0]", "z[0,1]", "z[1,0]", "z[1,1]"]
+    assert jm.col_labels[4] == "w[2,0]"
+    assert (jm.row_block, jm.col_block) == (2, 2)
+    # The Kronecker pattern: row (i, j), column (k, l) holds x_ik when j == l.
+    assert jm.matrix[3, 5] == X[1, 2] and jm.matrix[3, 4] == 0
+    jb = jacobian_matrix(layer, X, wrt="b")
+    np.testing.assert_array_equal(jb.matrix, np.vstack([np.eye(2), np.eye(2)]))
+    assert jb.col_block == 0
+    loss = jacobian_matrix(jacnet.MeanSquaredError(), X, target=np.zeros((2, 3)))
+    assert loss.matrix.shape == (1, 6) and loss.row_labels == ["J"] and loss.col_labels[0] == "ŷ[0,0]"
+
+
+def test_jacobian_formula_names() -> None:
+    assert jacobian_formula(jacnet.Affine(2, 2), "X") == "∂z_ij/∂x_kl = δ_ik w_lj"
+    assert jacobian_formula(jacnet.Softmax()) == "∂y_ij/∂x_kl = δ_ik y_ij (δ_jl - y_il)"
+    assert jacobian_formula(jacnet.Affine(2, 2), "W", math=True).startswith("$")
+
+    class Mine(jacnet.Layer):
+        pass
+
+    assert "Mine" in jacobian_formula(Mine())
+
+
+def _history(classifier: bool) -> History:
+    history = History()
+    for epoch in range(4):
+        logs = {"loss": 1.0 / (epoch + 1), "val_loss": 1.2 / (epoch + 1)}
+        if classifier:
+            logs.update(accuracy=0.5 + 0.1 * epoch, val_accuracy=0.45 + 0.1 * epoch)
+        else:
+            logs.update(val_mse=1.1 / (epoch + 1), val_r2=0.2 * epoch)
+        history.append(epoch, logs)
+    return history
+
+
+def test_plot_history_classifier_has_loss_and_accuracy_panels(tmp_path: Path) -> None:
+    path = tmp_path / "curves.png"
+    fig = plot_history(_history(classifier=True), path)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy"]
+    assert png_size(path) == (1000, 360)
+    assert len(fig.axes[0].lines) == 2 and len(fig.axes[1].lines) == 2
+
+
+def test_plot_history_regression_and_plain_dicts(tmp_path: Path) -> None:
+    fig = plot_history(_history(classifier=False), tmp_path / "r.png", figsize=(4, 3), dpi=50)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "R²"]
+    assert png_size(tmp_path / "r.png") == (200, 150)
+    fig = plot_history({"loss": [3.0, 2.0, 1.5]}, tmp_path / "d.png")
+    assert len(fig.axes) == 1
+    assert png_size(tmp_path / "d.png") == (500, 360)
+
+
+def test_plot_history_rejects_bad_input() -> None:
+    with pytest.raises(JacnetValueError, match="'loss' curve"):
+        plot_history({"accuracy": [0.5]})
+    with pytest.raises(JacnetTypeError, match="History or a dict"):
+        plot_history([1, 2, 3])
+    with pytest.raises(JacnetValueError, match="positive"):
+        plot_jacobian(jacnet.Softmax(), np.ones((2, 2)), figsize=(0, 3))
+
+
+def test_jacobian_command_plot_writes_a_png(tmp_path: Path) -> None:
+    for args, size in ((["softmax", "--batch", "2", "--features", "3"], (640, 480)),
+                       (["affine", "--wrt", "W", "--dpi", "50"], (320, 240)),
+                       (["softmax_ce"], (700, 260))):
+        path = tmp_path / f"{args[0]}.png"
+        done = subprocess.run([sys.executable, "-m", "jacnet.cli", "jacobian", *args, "--plot", str(path)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+        assert done.returncode == 0, done.stderr
+        assert f"wrote {path}" in done.stdout
+        assert png_size(path) == size
+
+
+def test_jacobian_command_plot_to_an_unwritable_path_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "jacnet.cli", "jacobian", "relu", "--plot", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "--plot expects a writable file" in done.stderr
