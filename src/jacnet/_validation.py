@@ -46,6 +46,7 @@ def as_float_array(
     dtype: DTypeLike | None = None,
     finite: bool = True,
     min_samples: int = 1,
+    min_features: int = 0,
 ) -> FloatArray:
     """Return ``value`` as a floating array after checking it.
 
@@ -64,6 +65,8 @@ def as_float_array(
         Reject NaN and infinities.
     min_samples : int
         Smallest accepted length of the first axis.
+    min_features : int
+        Smallest accepted length of the second axis of a 2-D array.
     """
     if isinstance(value, (str, bytes)):
         raise JacnetTypeError(f"{name} expects a numeric array, got {describe(value)}")
@@ -87,11 +90,21 @@ def as_float_array(
             raise ShapeError(f"{name} expects a {wanted} array, got shape {A.shape}")
     if A.ndim >= 1 and A.shape[0] < min_samples:
         raise ShapeError(f"{name} expects at least {min_samples} sample(s), got shape {A.shape}")
-    if dtype is not None:
-        A = A.astype(dtype, copy=False)
-    elif kind != "f":
-        A = A.astype(np.float64)
+    if A.ndim == 2 and A.shape[1] < min_features:
+        raise ShapeError(f"{name} expects at least {min_features} feature(s), got shape {A.shape}")
+    original = A
+    target = np.float64 if dtype is None and kind != "f" else dtype
+    if target is not None and A.dtype != target:
+        # A finite value too large for the target dtype becomes infinity: said below, not in a
+        # RuntimeWarning from NumPy.
+        with np.errstate(over="ignore"):
+            A = A.astype(target)
     if finite and not all_finite(A):
+        if A is not original and original.dtype.kind == "f" and all_finite(original):
+            limit = float(np.finfo(A.dtype).max)
+            raise NonFiniteError(
+                f"{name} expects finite values that fit in {A.dtype} (|x| <= {limit:.3g}), got "
+                f"values up to {float(np.max(np.abs(original))):.3g}, which overflow to infinity")
         raise NonFiniteError(f"{name} expects finite values, got NaN or infinity")
     return A
 
@@ -151,3 +164,10 @@ def as_rng(rng: Any, name: str = "rng") -> np.random.Generator:
     raise JacnetTypeError(
         f"{name} expects None, an int seed or a numpy.random.Generator, got {describe(rng)}"
     )
+
+
+def overflow_message(name: str, X: FloatArray) -> str:
+    """Message for finite inputs whose result overflowed to NaN or infinity on the way."""
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    return (f"{name} expects inputs that the network maps to finite values, got inputs up to "
+            f"|x| = {largest:.3g} whose outputs overflow to NaN or infinity (standardise X?)")

@@ -8,12 +8,13 @@ progress, whose ``stop_training`` it may set.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jacnet._validation import FloatArray, all_finite, check_positive_int, check_real
-from jacnet.errors import JacnetValueError, NonFiniteError
+from jacnet._validation import FloatArray, all_finite, check_positive_int, check_real, describe
+from jacnet.errors import JacnetTypeError, JacnetValueError, NonFiniteError
 
 if TYPE_CHECKING:
     from jacnet.train import Run
@@ -73,6 +74,9 @@ def _monitored(logs: dict[str, float], monitor: str, who: str) -> float:
 
 
 def _mode(monitor: str, mode: str, who: str) -> str:
+    if not isinstance(monitor, str):
+        raise JacnetTypeError(f"{who} monitor expects the name of a metric (a str), "
+                              f"got {describe(monitor)}")
     if mode not in ("auto", "min", "max"):
         raise JacnetValueError(f"{who} mode expects 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
@@ -197,6 +201,8 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, path: str | Path, monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto") -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise JacnetTypeError(f"ModelCheckpoint path expects a str or os.PathLike, got {describe(path)}")
         self.path = Path(path)
         self.monitor = monitor
         self.save_best_only = save_best_only
@@ -249,6 +255,11 @@ class NonFiniteGuard(Callback):
         params = run.model.params
         if not all(all_finite(p) for p in params.values()):
             self.fail(run, "a weight became non-finite")
+        # Adam's second moment g² can overflow while g, the loss and the weights stay finite;
+        # the weights it touches would then silently stop moving.
+        state = getattr(run.optimizer, "_state", {})
+        if not all(all_finite(a) for slots in state.values() for a in slots.values()):
+            self.fail(run, "the optimizer's state overflowed (gradients too large: standardise X?)")
         self._snapshot, self._snapshot_epoch = _copy_params(params), epoch
 
     def fail(self, run: Run, what: str) -> None:

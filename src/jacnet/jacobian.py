@@ -10,6 +10,7 @@ Jacobian contracted with ``dY``, central finite differences) and reports how far
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,7 +186,13 @@ def numerical_jacobian(
         minus_value = A[idx]
         f_minus = np.asarray(f(clone, X), dtype=np.float64).ravel()
         A[idx] = original
-        J[:, k] = (f_plus - f_minus) / (float(plus_value) - float(minus_value))
+        step = float(plus_value) - float(minus_value)
+        if not (math.isfinite(step) and step > 0):
+            raise JacnetValueError(
+                f"{where} eps expects a step that changes {wrt} at its magnitude, got eps={h:g}, "
+                f"which {'vanishes' if step == 0 else 'overflows'} at {wrt}{list(idx)} = "
+                f"{float(original):.6g}")
+        J[:, k] = (f_plus - f_minus) / step
     return J.reshape(out_shape + A.shape)
 
 

@@ -90,7 +90,8 @@ class Layer:
     # Helpers for subclasses -------------------------------------------------------------
 
     def _input(self, X: Any, dtype: DTypeLike | None = None) -> FloatArray:
-        return as_float_array(X, f"{type(self).__name__}.forward X", ndim=2, dtype=dtype)
+        return as_float_array(X, f"{type(self).__name__}.forward X", ndim=2, dtype=dtype,
+                              min_features=1)
 
     def _upstream(self, dY: Any, cached: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         """Check that forward ran and that ``dY`` has the output's shape; return ``dY, cached``."""

@@ -14,6 +14,7 @@ are exact for every finite logit. Prefer them for training.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -87,7 +88,7 @@ class Loss:
 
     def _checked(self, pred: Any, target: Any) -> tuple[FloatArray, Any]:
         name = type(self).__name__
-        P = as_float_array(pred, f"{name} pred", ndim=2)
+        P = as_float_array(pred, f"{name} pred", ndim=2, min_features=1)
         return P, self._target_for(P, target)
 
     def _target_for(self, P: FloatArray, target: Any) -> Any:
@@ -136,7 +137,11 @@ class _ClassTargets(Loss):
         name = f"{type(self).__name__} target"
         if isinstance(target, (str, bytes)):
             raise JacnetTypeError(f"{name} expects labels or a one-hot array, got {describe(target)}")
-        raw = np.asarray(target)
+        try:
+            raw = np.asarray(target)
+        except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+            raise JacnetTypeError(f"{name} expects labels or a one-hot array, "
+                                  f"got {describe(target)}") from exc
         N, K = P.shape
         if raw.ndim == 1:
             if raw.shape[0] != N:
@@ -247,13 +252,18 @@ class SoftmaxCrossEntropy(_ClassTargets):
         self._probabilities: FloatArray | None = None
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
-        S = P - P.max(axis=1, keepdims=True)
+        S = P - P.max(axis=1, keepdims=True)  # logits ~1e308 apart: s_k = -inf, e^s_k = 0
         E = np.exp(S)
         sums = E.sum(axis=1, keepdims=True)
         self._probabilities = E / sums
         log_sums = np.log(sums)
         # Σₖ y_k (log Σ e^s - s_k): rows of Y sum to 1.
-        return float(np.sum(T * (log_sums - S))) / P.shape[0]
+        value = float(np.sum(T * (log_sums - S)))
+        if math.isnan(value):  # 0·inf from s_k = -inf: only classes with y_k ≠ 0 count
+            terms = np.zeros_like(S)
+            np.multiply(T, log_sums - S, out=terms, where=T != 0)
+            value = float(np.sum(terms))
+        return value / P.shape[0]
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         Y_hat = self._probabilities if self._probabilities is not None else softmax(P)

@@ -40,8 +40,16 @@ def predicted_labels(outputs: NDArray[Any], loss: Loss | None) -> NDArray[Any]:
     return labels[:, 0] if labels.shape[1] == 1 else labels
 
 
-def true_labels(y: NDArray[Any]) -> NDArray[Any]:
-    """Class labels from targets given as labels ``(N,)``, ``(N, 1)`` or one-hot ``(N, K)``."""
+def true_labels(y: NDArray[Any], loss: Loss | None = None) -> NDArray[Any]:
+    """Class labels from targets given as labels ``(N,)``, ``(N, 1)`` or one-hot ``(N, K)``.
+
+    For the binary losses, whose targets are probabilities, the label is ``y > 0.5`` entry by
+    entry: ``(N,)`` for one output, ``(N, K)`` for K independent (multi-label) outputs, as
+    :func:`predicted_labels` gives them.
+    """
+    if isinstance(loss, (BinaryCrossEntropy, SigmoidBinaryCrossEntropy)):
+        labels = (np.asarray(y) > 0.5).astype(np.int64)
+        return labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
     if y.ndim == 1:
         return y
     if y.shape[1] == 1:

@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from jacnet._validation import FloatArray, as_float_array, as_rng, check_positive_int, describe
-from jacnet.errors import JacnetTypeError, JacnetValueError
+from jacnet._validation import (
+    FloatArray,
+    all_finite,
+    as_float_array,
+    as_rng,
+    check_positive_int,
+    describe,
+    overflow_message,
+)
+from jacnet.errors import JacnetTypeError, JacnetValueError, NonFiniteError
 from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid, softmax
 from jacnet.losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
 
@@ -138,10 +146,18 @@ class Sequential:
         """The network's output for ``X``, computed in batches to bound memory; ``(N, out)``."""
         batch_size = check_positive_int(batch_size, "Sequential.predict batch_size")
         X = as_float_array(X, "Sequential.predict X", ndim=2, dtype=self.dtype)
-        if X.shape[0] <= batch_size:
-            return self.forward(X)
-        return np.concatenate(
-            [self.forward(X[i:i + batch_size]) for i in range(0, X.shape[0], batch_size)])
+        try:  # overflow inside is reported below, not as NumPy RuntimeWarnings
+            with np.errstate(over="ignore", invalid="ignore"):
+                if X.shape[0] <= batch_size:
+                    out = self.forward(X)
+                else:
+                    out = np.concatenate([self.forward(X[i:i + batch_size])
+                                          for i in range(0, X.shape[0], batch_size)])
+        except NonFiniteError as exc:  # a layer saw an overflowed value: say which input did it
+            raise NonFiniteError(overflow_message("Sequential.predict X", X)) from exc
+        if not all_finite(out):
+            raise NonFiniteError(overflow_message("Sequential.predict X", X))
+        return out
 
     def predict_proba(self, X: Any, *, batch_size: int = 8192) -> FloatArray:
         """Class probabilities, ``(N, K)``; a single output gives ``(N, 2)``: ``[1 - p, p]``.
@@ -249,6 +265,8 @@ def build_mlp(
     if isinstance(hidden, (int, np.integer)):
         raise JacnetTypeError(f"build_mlp hidden expects a sequence of ints, got {hidden!r}; "
                               f"write ({hidden},)")
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+        raise JacnetTypeError(f"build_mlp hidden expects a sequence of ints, got {describe(hidden)}")
     widths = [check_positive_int(in_features, "build_mlp in_features")]
     widths += [check_positive_int(h, f"build_mlp hidden[{i}]") for i, h in enumerate(hidden)]
     widths.append(check_positive_int(out_features, "build_mlp out_features"))

@@ -62,6 +62,9 @@ class Optimizer:
             if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray):
                 raise JacnetTypeError(f"{type(self).__name__}.step expects arrays for {name!r}, "
                                       f"got {describe(p)} and {describe(g)}")
+            if p.dtype.kind != "f" or g.dtype.kind not in "fiu":
+                raise JacnetTypeError(f"{type(self).__name__}.step expects a floating params[{name!r}] "
+                                      f"and a real grads[{name!r}], got dtypes {p.dtype} and {g.dtype}")
             if p.shape != g.shape:
                 raise ShapeError(f"{type(self).__name__}.step grads[{name!r}] expects shape "
                                  f"{p.shape}, got {g.shape}")

@@ -25,10 +25,12 @@ from numpy.typing import NDArray
 
 from jacnet._validation import (
     FloatArray,
+    all_finite,
     as_float_array,
     check_positive_int,
     check_real,
     describe,
+    overflow_message,
 )
 from jacnet.callbacks import Callback, NonFiniteGuard
 from jacnet.errors import (
@@ -142,7 +144,12 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str) -> tup
                          f"got shape {X.shape}")
     if y is None:
         raise JacnetValueError(f"{name} y expects targets, got None")
-    y = np.asarray(y)
+    if isinstance(y, (str, bytes)):
+        raise JacnetTypeError(f"{name} y expects an array of targets, got {describe(y)}")
+    try:
+        y = np.asarray(y)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise JacnetTypeError(f"{name} y expects an array of targets, got {describe(y)}") from exc
     if y.ndim == 0 or y.shape[0] != X.shape[0]:
         raise ShapeError(f"{name} y expects {X.shape[0]} targets (one per row of X), "
                          f"got shape {y.shape}")
@@ -196,7 +203,8 @@ def _batched_outputs(model: Sequential, X: FloatArray, rows: NDArray[np.intp] | 
 def _scores(model: Sequential, loss: Loss, outputs: FloatArray, y: Any, prefix: str = "") -> dict[str, float]:
     scores = {f"{prefix}loss": copy.copy(loss).forward(outputs, y)}
     if is_classification(loss):
-        scores[f"{prefix}accuracy"] = accuracy(true_labels(np.asarray(y)), predicted_labels(outputs, loss))
+        scores[f"{prefix}accuracy"] = accuracy(true_labels(np.asarray(y), loss),
+                                               predicted_labels(outputs, loss))
     elif outputs.shape[1] >= 1 and np.asarray(y).dtype.kind in "fiu":
         scores[f"{prefix}mse"] = mean_squared_error(np.asarray(y), outputs)
         scores[f"{prefix}r2"] = r2_score(np.asarray(y), outputs)
@@ -216,7 +224,20 @@ def evaluate(model: Sequential, X: Any, y: Any, *, loss: Loss | None = None,
     chosen = _resolve_loss(model, loss, "evaluate")
     batch_size = check_positive_int(batch_size, "evaluate batch_size")
     X, y = _check_data(model, X, y, chosen, "evaluate")
-    return _scores(model, chosen, _batched_outputs(model, X, None, batch_size), y)
+    try:  # overflow inside is reported below, not as NumPy RuntimeWarnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            outputs = _batched_outputs(model, X, None, batch_size)
+    except NonFiniteError as exc:  # a layer saw an overflowed value: say which input did it
+        raise NonFiniteError(overflow_message("evaluate X", X)) from exc
+    if not all_finite(outputs):
+        raise NonFiniteError(overflow_message("evaluate X", X))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowed loss is reported below
+        scores = _scores(model, chosen, outputs, y)
+    if not math.isfinite(scores["loss"]):
+        raise NonFiniteError(f"evaluate X expects inputs (and y targets) for which the loss is "
+                             f"finite, got loss {scores['loss']} (|X| up to "
+                             f"{float(np.max(np.abs(X))):.3g}; standardise X and y?)")
+    return scores
 
 
 def _restore_checkpoint(model: Sequential, optimizer: Optimizer | None, path: str | Path
@@ -348,7 +369,9 @@ def fit(
     run = Run(model, loss, optimizer, history, epochs, base_seed, shuffle_rng, progress, callbacks,
               epoch=start_epoch)
     classify = is_classification(loss)
-    labels = true_labels(y) if classify else None
+    labels = true_labels(y, loss) if classify else None
+    # Labels per sample: 1, or K for a multi-label (binary, K outputs) problem.
+    label_width = 1 if labels is None or labels.ndim == 1 else labels.shape[1]
     params, grads = model.params, model.grads
 
     for c in callbacks:
@@ -369,29 +392,31 @@ def fit(
                 yb = y[rows]
                 # A non-finite value anywhere in the step stops training before the optimizer
                 # moves the weights, so the guard keeps the (finite) weights that produced it.
-                try:
-                    out = model.forward(Xb)
-                    value = loss.forward(out, yb)
-                    finite = math.isfinite(value)
-                    if finite:
-                        model.backward(loss.backward(), input_grad=False)
-                except NonFiniteError as exc:
-                    guard.fail(run, f"a value became non-finite ({exc})")
-                if not finite:
-                    guard.fail(run, f"the loss became {value}")
-                optimizer.step(params, grads)
+                # The guard reports overflow itself: NumPy's RuntimeWarnings would only repeat it.
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    try:
+                        out = model.forward(Xb)
+                        value = loss.forward(out, yb)
+                        finite = math.isfinite(value)
+                        if finite:
+                            model.backward(loss.backward(), input_grad=False)
+                    except NonFiniteError as exc:
+                        guard.fail(run, f"a value became non-finite ({exc})")
+                    if not finite:
+                        guard.fail(run, f"the loss became {value}")
+                    optimizer.step(params, grads)
                 total += value * rows.shape[0]
                 batch_accuracy = None
                 if labels is not None:
                     hits = int(np.count_nonzero(predicted_labels(out, loss) == labels[rows]))
                     correct += hits
-                    batch_accuracy = hits / rows.shape[0]
+                    batch_accuracy = hits / (rows.shape[0] * label_width)
                 for c in callbacks:
                     c.on_batch_end(b, value, run)
                 progress.batch_end(b, value, batch_accuracy)
             logs = {"loss": total / n}
             if labels is not None:
-                logs["accuracy"] = correct / n
+                logs["accuracy"] = correct / (n * label_width)
             if validation is not None:
                 logs.update(_scores(model, loss, _batched_outputs(model, X_val, None, 4096), y_val, "val_"))
             elif val_rows.size:

@@ -1,0 +1,598 @@
+"""Run the benchmark suite: ``python -m bench.run`` from the repository root.
+
+Every measurement runs in its own fresh process (``bench.worker``) with the thread counts
+pinned the same for all systems; the systems are alternated within each of ``--rounds``
+rounds, every training process discards a warm-up epoch, and the report gives medians over
+the rounds with their spread (min–max). The report is printed and written as Markdown
+(``bench/results.md`` by default; the README's results block is refreshed from a full run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._common import FULL, TINY, Config, child_env, forward_flops, train_flops
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "bench" / "results.md"
+README = ROOT / "README.md"
+README_START, README_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
+
+#: float32 training systems, in the order the tables list them.
+TRAIN = ("jacnet", "jacnet-fit", "torch", "sklearn")
+#: float64 training systems (run at batch 128).
+F64 = ("jacnet-f64", "sklearn-f64")
+SYSTEMS = TRAIN + F64
+LABELS = {
+    "jacnet": "jacnet step loop",
+    "jacnet-fit": "jacnet `fit`",
+    "torch": "PyTorch eager",
+    "sklearn": "scikit-learn float32",
+    "jacnet-f64": "jacnet step loop float64",
+    "sklearn-f64": "scikit-learn float64",
+    "jacnet-predict": "jacnet `model.predict`",
+    "jacnet-forward": "jacnet `model.forward`",
+}
+#: Which package each system needs besides NumPy.
+NEEDS = {"torch": "torch", "sklearn": "sklearn", "sklearn-f64": "sklearn"}
+F64_BATCH = 128
+MB = 1e6
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str  # train, infer, peak, memory
+    system: str = ""
+    batch: int = 0
+
+    def describe(self) -> str:
+        parts = [self.task, self.system, f"batch {self.batch}" if self.batch else ""]
+        return " ".join(p for p in parts if p)
+
+
+@dataclass
+class Results:
+    cfg: Config
+    rounds: int
+    batches: list[int]
+    systems: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)
+    runs: dict[Job, list[dict[str, Any]]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)  # 1-minute load average before each job
+    wall_seconds: float = 0.0
+
+    def per_round(self, job: Job, key: str = "seconds") -> list[float | None]:
+        """One value per round (the median of that process's timings); None where it failed."""
+        values: list[float | None] = []
+        for run in self.runs.get(job, []):
+            value = run.get(key)
+            if isinstance(value, list):
+                values.append(statistics.median(value) if value else None)
+            else:
+                values.append(None if value is None else float(value))
+        return values
+
+
+# Running -----------------------------------------------------------------------------------
+
+
+def available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def run_worker(job: Job, cfg: Config, timeout: float) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return its JSON result."""
+    cmd = [sys.executable, "-m", "bench.worker", "--task", job.task, "--config", cfg.to_json()]
+    if job.system:
+        cmd += ["--system", job.system]
+    if job.batch:
+        cmd += ["--batch", str(job.batch)]
+    env = child_env(cfg.threads)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH"))
+                                        if p)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"{job.describe()} failed (exit {proc.returncode}): " + " | ".join(tail))
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def rotate(items: Sequence[str], k: int) -> list[str]:
+    if not items:
+        return []
+    k %= len(items)
+    return [*items[k:], *items[:k]]
+
+
+def plan(res: Results) -> list[list[Job]]:
+    """The jobs of each round, systems alternated (rotated by one each round)."""
+    train = [s for s in TRAIN if s in res.systems]
+    f64 = [s for s in F64 if s in res.systems]
+    infer = []
+    if "jacnet" in res.systems or "jacnet-fit" in res.systems:
+        infer += ["jacnet-predict", "jacnet-forward"]
+    if "torch" in res.systems:
+        infer.append("torch")
+    rounds = []
+    for r in range(res.rounds):
+        jobs = []
+        if any(s.startswith("jacnet") for s in res.systems):
+            jobs.append(Job("peak"))
+        for batch in res.batches:
+            jobs += [Job("train", s, batch) for s in rotate(train, r)]
+        jobs += [Job("train", s, f64_batch(res.batches)) for s in rotate(f64, r)]
+        jobs += [Job("infer", s) for s in rotate(infer, r)]
+        rounds.append(jobs)
+    if "jacnet-fit" in res.systems:
+        rounds[-1].append(Job("memory"))  # once: a fresh process's peak needs no rounds
+    return rounds
+
+
+def f64_batch(batches: Sequence[int]) -> int:
+    return F64_BATCH if F64_BATCH in batches else batches[0]
+
+
+def execute(res: Results, timeout: float) -> None:
+    start = time.perf_counter()
+    schedule = plan(res)
+    total = sum(len(jobs) for jobs in schedule)
+    done = 0
+    for r, jobs in enumerate(schedule):
+        for job in jobs:
+            done += 1
+            t0 = time.perf_counter()
+            if hasattr(os, "getloadavg"):
+                res.loads.append(os.getloadavg()[0])
+            try:
+                result = run_worker(job, res.cfg, timeout)
+            except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+                res.failures.append(str(exc))
+                result = {"error": str(exc)}
+            res.runs.setdefault(job, []).append(result)
+            note = result.get("error") or _brief(result)
+            print(f"[{done}/{total}] round {r + 1}: {job.describe()}: {note} "
+                  f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+    res.wall_seconds = time.perf_counter() - start
+
+
+def _brief(result: dict[str, Any]) -> str:
+    if "seconds" in result:
+        return f"{statistics.median(result['seconds']):.4g} s"
+    if "workload" in result:
+        return f"{result['workload']['gflops']:.1f} GFLOP/s"
+    if "rss_above_data" in result:
+        return f"{result['rss_above_data'] / MB:.1f} MB above data"
+    return "done"
+
+
+# Statistics --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stat:
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> Stat | None:
+        vals = [v for v in values if v is not None]
+        return cls(statistics.median(vals), min(vals), max(vals)) if vals else None
+
+
+def med(stat: Stat | None) -> float | None:
+    return None if stat is None else stat.median
+
+
+def per_second(amount: float, seconds: Stat | None) -> float | None:
+    """``amount`` per second of the median time."""
+    return None if seconds is None else amount / seconds.median
+
+
+def paired(a: Sequence[float | None], b: Sequence[float | None]) -> Stat | None:
+    """Median and spread of the per-round ratios ``a / b`` (rounds where both ran)."""
+    return Stat.of([x / y for x, y in zip(a, b, strict=False) if x is not None and y is not None and y > 0])
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if x == 0:
+        return "0"
+    return f"{x:.{digits}g}" if abs(x) < 10 ** digits else f"{x:,.0f}"
+
+
+def fmt_stat(s: Stat | None, digits: int = 3) -> tuple[str, str]:
+    if s is None:
+        return "–", "–"
+    return fmt(s.median, digits), f"{fmt(s.low, digits)}–{fmt(s.high, digits)}"
+
+
+# Report ------------------------------------------------------------------------------------
+
+
+def peak_gflops(res: Results) -> Stat | None:
+    values = [r["workload"]["gflops"] if "workload" in r else None for r in res.runs.get(Job("peak"), [])]
+    return Stat.of(values)
+
+
+def train_table(res: Results, peak: Stat | None) -> list[str]:
+    cfg = res.cfg
+    rows = ["| batch | system | s/epoch (median) | spread (min–max) | samples/s | × jacnet "
+            "| GFLOP/s | % of matmul peak | accuracy |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    flops = train_flops(cfg)
+    for batch in res.batches:
+        base = res.per_round(Job("train", "jacnet", batch))
+        for system in TRAIN:
+            job = Job("train", system, batch)
+            if job not in res.runs:
+                continue
+            times = res.per_round(job)
+            stat = Stat.of(times)
+            median, spread = fmt_stat(stat)
+            ratio = paired(times, base)
+            gflops = flops / stat.median / 1e9 if stat else None
+            share = gflops / peak.median * 100 if gflops and peak else None
+            acc = Stat.of(res.per_round(job, "accuracy"))
+            rows.append(f"| {batch} | {LABELS[system]} | {median} | {spread} | "
+                        f"{fmt(per_second(cfg.n_samples, stat))} | "
+                        f"{fmt(med(ratio))} | {fmt(gflops)} | {fmt(share, 2)}% | "
+                        f"{fmt(med(acc), 3)} |")
+    return rows
+
+
+def matmul_table(res: Results) -> list[str]:
+    rows = ["| batch | matmuls alone, s/epoch | outside matmuls: step loop | outside matmuls: `fit` "
+            "| `fit` / step loop | `fit` call overhead (s) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for batch in res.batches:
+        step = Job("train", "jacnet", batch)
+        if step not in res.runs:
+            continue
+        mm = res.per_round(step, "matmul_seconds")
+        fit = res.per_round(Job("train", "jacnet-fit", batch))
+        step_share = paired(mm, res.per_round(step))
+        fit_share = paired(mm, fit)
+        fit_ratio = paired(fit, res.per_round(step))
+        overhead = Stat.of([None if t is None or e is None else t - e for t, e in
+                            zip(fit, res.per_round(Job("train", "jacnet-fit", batch), "epoch_seconds"),
+                                strict=False)])
+        rows.append(
+            f"| {batch} | {fmt(med(Stat.of(mm)))} | "
+            f"{_pct(None if step_share is None else 1 - step_share.median)} | "
+            f"{_pct(None if fit_share is None else 1 - fit_share.median)} | "
+            f"{fmt(med(fit_ratio))} | "
+            f"{fmt(med(overhead))} |")
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def f64_table(res: Results) -> list[str]:
+    batch = f64_batch(res.batches)
+    rows = ["| batch | system | s/epoch (median) | spread (min–max) | samples/s | × jacnet float64 "
+            "| accuracy |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    base = res.per_round(Job("train", "jacnet-f64", batch))
+    for system in F64:
+        job = Job("train", system, batch)
+        if job not in res.runs:
+            continue
+        times = res.per_round(job)
+        stat = Stat.of(times)
+        median, spread = fmt_stat(stat)
+        ratio = paired(times, base)
+        acc = Stat.of(res.per_round(job, "accuracy"))
+        rows.append(f"| {batch} | {LABELS[system]} | {median} | {spread} | "
+                    f"{fmt(per_second(res.cfg.n_samples, stat))} | "
+                    f"{fmt(med(ratio))} | {fmt(med(acc))} |")
+    return rows
+
+
+def infer_table(res: Results) -> list[str]:
+    cfg = res.cfg
+    rows = [f"| system (batch {cfg.infer_batch:,}) | ms per batch (median) | spread (min–max) "
+            "| samples/s | × jacnet `predict` | GFLOP/s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    base = res.per_round(Job("infer", "jacnet-predict"))
+    for system in ("jacnet-predict", "jacnet-forward", "torch"):
+        job = Job("infer", system)
+        if job not in res.runs:
+            continue
+        times = res.per_round(job)
+        stat = Stat.of(times)
+        ms = Stat(stat.median * 1e3, stat.low * 1e3, stat.high * 1e3) if stat else None
+        median, spread = fmt_stat(ms)
+        ratio = paired(times, base)
+        label = LABELS.get(system, "PyTorch `inference_mode`")
+        rows.append(f"| {label} | {median} | {spread} | "
+                    f"{fmt(per_second(cfg.infer_batch, stat))} | "
+                    f"{fmt(med(ratio))} | "
+                    f"{fmt(forward_flops(cfg, cfg.infer_batch) / stat.median / 1e9 if stat else None)} |")
+    return rows
+
+
+def memory_lines(res: Results) -> list[str]:
+    runs = [r for r in res.runs.get(Job("memory"), []) if "data_bytes" in r]
+    if not runs:
+        return []
+    m = runs[-1]
+    return [
+        "| data (X float32 + y int64) | peak RSS above data | traced NumPy peak during `fit` "
+        "| process peak RSS | batch |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+        f"| {m['data_bytes'] / MB:.1f} MB | {m['rss_above_data'] / MB:.1f} MB | "
+        f"{m['traced_above_start'] / MB:.1f} MB | {m['rss_peak_fit'] / MB:.1f} MB | {m['batch_size']} |",
+    ]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float | None
+    limit: float
+    unit: str = "×"
+
+    @property
+    def verdict(self) -> str:
+        if self.value is None:
+            return "n/a"
+        return "PASS" if self.value <= self.limit else "FAIL"
+
+    def row(self) -> str:
+        if self.unit == "×":
+            shown, limit = fmt(self.value), f"≤ {self.limit:g}"
+        elif self.unit == "%":
+            shown, limit = _pct(self.value), f"≤ {100 * self.limit:.0f}%"
+        else:
+            shown = "–" if self.value is None else f"{self.value:.1f} {self.unit}"
+            limit = f"≤ {self.limit:g} {self.unit}"
+        return f"| {self.name} | {shown} | {limit} | **{self.verdict}** |"
+
+
+def targets(res: Results) -> list[Target]:
+    """Issue 5's targets, as ratios of this run's measurements (medians of per-round ratios)."""
+    def ratio(a: Job, b: Job) -> float | None:
+        s = paired(res.per_round(a), res.per_round(b))
+        return med(s)
+
+    def jac(batch: int) -> Job:
+        return Job("train", "jacnet", batch)
+
+    out = []
+    for batch, other, limit in ((128, "torch", 0.80), (128, "sklearn", 0.50), (32, "torch", 0.80),
+                                (512, "torch", 1.0)):
+        if batch in res.batches:
+            out.append(Target(f"batch {batch}: jacnet epoch / {LABELS[other]}",
+                              ratio(jac(batch), Job("train", other, batch)), limit))
+    for batch in res.batches:
+        out.append(Target(f"batch {batch}: `fit` epoch / step-loop epoch",
+                          ratio(Job("train", "jacnet-fit", batch), jac(batch)), 1.10))
+    for batch in res.batches:
+        epoch = Job("train", "jacnet-fit", batch)
+        if epoch not in res.runs:
+            epoch = jac(batch)
+        share = paired(res.per_round(jac(batch), "matmul_seconds"), res.per_round(epoch))
+        label = "`fit`" if epoch.system == "jacnet-fit" else "step-loop"
+        out.append(Target(f"batch {batch}: time outside matrix products, share of a {label} epoch",
+                          None if share is None else 1 - share.median, 0.25, "%"))
+    out.append(Target(f"inference, batch {res.cfg.infer_batch:,}: jacnet `predict` / "
+                      "PyTorch `inference_mode`",
+                      ratio(Job("infer", "jacnet-predict"), Job("infer", "torch")), 1.0))
+    mem = [r for r in res.runs.get(Job("memory"), []) if "rss_above_data" in r]
+    out.append(Target("`fit` peak memory above the data's size (RSS)",
+                      mem[-1]["rss_above_data"] / MB if mem else None, 150, "MB"))
+    b = f64_batch(res.batches)
+    out.append(Target(f"batch {b}: jacnet float64 epoch / scikit-learn float64",
+                      ratio(Job("train", "jacnet-f64", b), Job("train", "sklearn-f64", b)), 0.60))
+    return out
+
+
+def environment(res: Results) -> dict[str, Any]:
+    """Versions and thread pools, as the workers reported them."""
+    versions: dict[str, Any] = {}
+    pools: dict[str, str] = {}
+    for runs in res.runs.values():
+        for run in runs:
+            versions.update(run.get("versions", {}))
+            for pool in run.get("blas", []):
+                words = (pool.get("internal_api"), pool.get("version"), pool.get("architecture"))
+                desc = " ".join(str(w) for w in words if w) + f", {pool.get('num_threads')} threads"
+                pools[str(pool.get("filepath"))] = desc
+    return {"versions": versions, "pools": pools}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def report(res: Results, command: str) -> str:
+    cfg = res.cfg
+    peak = peak_gflops(res)
+    env = environment(res)
+    widths = "-".join(str(w) for w in cfg.widths)
+    lines = [
+        "# jacnet benchmark results",
+        "",
+        f"Reproduce with `{command}` (it took {_duration(res.wall_seconds)} here). "
+        f"Workload: a {widths} ReLU MLP, softmax cross-entropy, plain SGD (lr {cfg.lr:g}), "
+        f"one epoch over {cfg.n_samples:,} synthetic samples; {cfg.threads} threads for every system; "
+        f"{res.rounds} round(s), systems alternated, each measurement in its own process after "
+        f"{cfg.warmup} discarded warm-up epoch(s); medians over the rounds with their spread (min–max). "
+        "× jacnet is the median of the per-round ratios of a system's time to jacnet's step loop "
+        "(above 1: slower than jacnet).",
+        "",
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs. "
+        + ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items())) + ".",
+        "",
+        "Thread pools (threadpoolctl): " + "; ".join(f"`{k}`: {v}" for k, v in sorted(env["pools"].items()))
+        + ". OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset in the workers.",
+        "",
+    ]
+    if res.loads:
+        cpus = os.cpu_count() or 1
+        lines += [f"Load average (1 min) before each measurement: {min(res.loads):.1f}–{max(res.loads):.1f} "
+                  f"on {cpus} CPUs (a measurement's own threads add up to {cfg.threads}).", ""]
+        if max(res.loads) > cpus + 1:
+            lines += ["**Warning: other processes competed for the CPUs during this run; its timings "
+                      "and ratios are unreliable. Rerun on a quiet machine.**", ""]
+    if res.skipped:
+        lines += [f"Skipped: {', '.join(f'{LABELS.get(k, k)} ({v})' for k, v in res.skipped.items())}.", ""]
+    if peak:
+        lines += [f"Matrix-multiply peak (float32 `np.matmul`, {'×'.join(map(str, _peak_shape(res)))}, "
+                  f"best of 5 blocks, median over rounds): **{peak.median:.1f} GFLOP/s** "
+                  f"(spread {peak.low:.1f}–{peak.high:.1f}; {cfg.peak_square}² for reference: "
+                  f"{fmt(_square_peak(res))} GFLOP/s). One epoch's matrix products are "
+                  f"{train_flops(cfg) / 1e9:.1f} GFLOP.", ""]
+    lines += ["### Training, float32", "", *train_table(res, peak), ""]
+    mm = matmul_table(res)
+    if len(mm) > 2:
+        lines += ["### Where jacnet's epoch goes", "",
+                  "The matrix products of one epoch replayed alone (same shapes and layouts, "
+                  "preallocated outputs, in the step loop's process) against the whole epoch:", "", *mm, ""]
+    f64 = f64_table(res)
+    if len(f64) > 2:
+        lines += ["### Training, float64", "", *f64, ""]
+    inf = infer_table(res)
+    if len(inf) > 2:
+        lines += ["### Inference", "", *inf, ""]
+    mem = memory_lines(res)
+    if mem:
+        lines += ["### Peak memory of `fit`", "",
+                  f"A fresh process, `fit` for one epoch on the {cfg.n_samples:,} × {cfg.n_features} "
+                  "float32 set; RSS measured with `ru_maxrss` above the process's peak once the data "
+                  "exists, NumPy allocations with `tracemalloc` (a second `fit`).", "", *mem, ""]
+    lines += ["### Targets (issue 5)", "", "| target | measured | limit | verdict |",
+              "| --- | ---: | ---: | --- |", *(t.row() for t in targets(res)), ""]
+    if res.failures:
+        lines += ["### Failures", "", *(f"- {f}" for f in res.failures), ""]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _peak_shape(res: Results) -> list[int]:
+    for r in res.runs.get(Job("peak"), []):
+        if "workload" in r:
+            return list(r["workload"]["shape"])
+    return []
+
+
+def _square_peak(res: Results) -> float | None:
+    stat = Stat.of([r["square"]["gflops"] if "square" in r else None
+                    for r in res.runs.get(Job("peak"), [])])
+    return med(stat)
+
+
+def update_readme(body: str) -> bool:
+    """Replace the README's results block (between the markers) with ``body``; False if absent."""
+    if not README.exists():
+        return False
+    text = README.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    README.write_text(f"{head}{README_START}\n{body.strip()}\n{README_END}{tail}")
+    return True
+
+
+# Command line ------------------------------------------------------------------------------
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true",
+                        help="a seconds-long configuration (512 samples, small layers, 1 round, no "
+                             "warm-up) that checks the suite works; its times mean nothing")
+    parser.add_argument("--rounds", type=int, help="rounds of alternated measurements (default 5; tiny 1)")
+    parser.add_argument("--systems", type=_csv, default=list(SYSTEMS),
+                        help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)")
+    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in _csv(s)],
+                        help="comma-separated batch sizes (default 32,128,512; tiny 64)")
+    parser.add_argument("--threads", type=int, default=2, help="threads for every system (default 2)")
+    parser.add_argument("--out", type=Path,
+                        help=f"Markdown report path (default {DEFAULT_OUT.relative_to(ROOT)}, with raw "
+                             "results beside it as .json; a tiny run writes none unless given)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per measurement")
+    args = parser.parse_args(argv)
+
+    unknown = [s for s in args.systems if s not in SYSTEMS]
+    if unknown:
+        parser.error(f"unknown system(s) {unknown}; choose from {','.join(SYSTEMS)}")
+    base = TINY if args.tiny else FULL
+    cfg = dataclasses.replace(base, threads=args.threads)
+    rounds = args.rounds if args.rounds is not None else (1 if args.tiny else 5)
+    batches = args.batch_sizes or ([64] if args.tiny else [32, 128, 512])
+    if rounds < 1 or any(b < 1 for b in batches):
+        parser.error("--rounds and --batch-sizes expect positive integers")
+    res = Results(cfg, rounds, batches, [s for s in SYSTEMS if s in args.systems])
+    for system in list(res.systems):
+        module = NEEDS.get(system)
+        if module and not available(module):
+            hint = "pip install torch==2.13.0" if module == "torch" else "pip install scikit-learn"
+            res.skipped[system] = f"{module} is not importable; {hint}"
+            res.systems.remove(system)
+    for system, why in res.skipped.items():
+        print(f"note: skipping {LABELS[system]}: {why}", flush=True)
+
+    execute(res, args.timeout)
+
+    command = " ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)])
+    text = report(res, command)
+    print(text, flush=True)
+    out = args.out if args.out is not None else (None if args.tiny else DEFAULT_OUT)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        raw = {"config": dataclasses.asdict(cfg), "rounds": rounds, "batches": batches,
+               "skipped": res.skipped, "wall_seconds": res.wall_seconds,
+               "runs": [{"job": dataclasses.asdict(job), "results": runs} for job, runs in res.runs.items()]}
+        out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+        print(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
+        complete = not args.tiny and out.resolve() == DEFAULT_OUT and res.systems == list(SYSTEMS)
+        if complete and batches == [32, 128, 512] and not res.failures:
+            body = text.split("\n", 1)[1]  # without the title: the README gives its own
+            if update_readme(body):
+                print(f"updated the results block in {README.relative_to(ROOT)}", file=sys.stderr)
+    return 1 if res.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
