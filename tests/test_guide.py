@@ -131,9 +131,9 @@ def _documents() -> list[Path]:
 def test_the_guide_exists_and_has_examples() -> None:
     names = [p.name for p in _documents()]
     assert "guide.md" in names and "writing-a-layer.md" in names
-    for path in _documents():
-        blocks = parse_blocks(path.read_text(encoding="utf-8"))
-        assert any(b.lang == "python" for b in blocks), f"{path.name} has no python examples"
+    for name in ("guide.md", "writing-a-layer.md"):
+        blocks = parse_blocks((DOCS / name).read_text(encoding="utf-8"))
+        assert any(b.lang == "python" for b in blocks), f"{name} has no python examples"
 
 
 def test_blocks_use_known_languages() -> None:

@@ -919,7 +919,6 @@ def iris_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save(model, tmp_path_factory.mktemp("cli") / "model.jacnet")
 
 
-GAP_CLI = "gap reported to the lead: the command line lets an OSError or a warning through"
 CLI_CASES: list[Any] = [
     # (argv with {model}, {csv}, {tmp} placeholders, csv content, regex naming the argument)
     pytest.param(["train", "--lr", "0"], None, r"--lr", id="train--lr-0"),
@@ -943,7 +942,7 @@ CLI_CASES: list[Any] = [
                   "--out", "{tmp}"], None, r"diverged", id="train-diverges"),
     pytest.param(["train", "--bogus"], None, r"--bogus", id="train-unknown-option"),
     pytest.param(["train", "--data", "iris", "--epochs", "1", "--out", "{tmp}/file"], None, r"--out|out",
-                 id="train--out-is-a-file", marks=pytest.mark.xfail(strict=True, reason=GAP_CLI)),
+                 id="train--out-is-a-file"),
     pytest.param(["predict", "{model}", "{csv}"], "nan,1,2,3\n", r"INPUT|\bX\b", id="predict-csv-nan"),
     pytest.param(["predict", "{model}", "{csv}"], "inf,1,2,3\n", r"INPUT|\bX\b", id="predict-csv-inf"),
     pytest.param(["predict", "{model}", "{csv}"], "1e308,1,2,3\n", r"INPUT|\bX\b",
@@ -953,15 +952,14 @@ CLI_CASES: list[Any] = [
     pytest.param(["predict", "{model}", "{csv}"], "1,2,3\n", r"INPUT|\bX\b",
                  id="predict-csv-3-of-4-features"),
     pytest.param(["predict", "{model}", "{csv}"], "1,2,3,4\n1,2\n", r"INPUT", id="predict-csv-ragged"),
-    pytest.param(["predict", "{model}", "{csv}"], "", r"INPUT|\bX\b", id="predict-csv-empty",
-                 marks=pytest.mark.xfail(strict=True, reason=GAP_CLI)),
+    pytest.param(["predict", "{model}", "{csv}"], "", r"INPUT|\bX\b", id="predict-csv-empty"),
     pytest.param(["predict", "{model}", "{csv}"], "1+2j,1,2,3\n", r"INPUT|\bX\b",
-                 id="predict-csv-complex", marks=pytest.mark.xfail(strict=True, reason=GAP_CLI)),
+                 id="predict-csv-complex"),
     pytest.param(["predict", "{model}", "{csv}"], b"\xff\xfe\x00\x81garbage\n", r"INPUT",
-                 id="predict-csv-binary", marks=pytest.mark.xfail(strict=True, reason=GAP_CLI)),
+                 id="predict-csv-binary"),
     pytest.param(["predict", "{model}", "{tmp}/missing.csv"], None, r"INPUT", id="predict-csv-missing"),
     pytest.param(["predict", "{model}", "{csv}", "--output", "{tmp}"], "1,2,3,4\n", r"--output|output",
-                 id="predict--output-is-a-directory", marks=pytest.mark.xfail(strict=True, reason=GAP_CLI)),
+                 id="predict--output-is-a-directory"),
     pytest.param(["predict", "{tmp}/missing.jacnet", "{csv}"], "1,2,3,4\n", r"load",
                  id="predict-model-missing"),
     pytest.param(["predict", "{csv}", "{csv}"], "1,2,3,4\n", r"load", id="predict-model-is-a-csv"),

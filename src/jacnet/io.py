@@ -688,7 +688,7 @@ class _Reader:
                 value = config[key]
                 if type(value) is not int or value < 1:
                     self.fail(f"{where} {key!r} expects an integer >= 1, got {_short(value)}")
-            if config["dtype"] not in _DTYPES:
+            if not isinstance(config["dtype"], str) or config["dtype"] not in _DTYPES:
                 self.fail(f"{where} 'dtype' expects one of {sorted(_DTYPES)}, "
                           f"got {_short(config['dtype'])}")
             return {"in_features": config["in_features"], "out_features": config["out_features"],

@@ -50,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"jacnet {args.command}: error: no such file: {exc.filename}", file=sys.stderr)
         return 2
+    except OSError as exc:  # unwritable output, a directory where a file belongs, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"jacnet {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        print(f"jacnet {args.command}: error: input is not UTF-8 text ({exc.reason})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"jacnet {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ def _hidden(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(",") if part.strip() != "")
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expects comma-separated integers like 128,64, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expects comma-separated integers like 128,64, got {text!r}") from None
     if any(size < 1 for size in sizes):
         raise argparse.ArgumentTypeError(f"expects sizes >= 1, got {text!r}")
     return sizes
@@ -126,8 +128,8 @@ def run_train(args: argparse.Namespace) -> int:
     loss_name = args.loss or ("mse" if not classification else "sigmoid_bce" if n_classes == 2
                               else "softmax_ce")
     if classification == (loss_name == "mse"):
-        raise JacnetValueError(f"train --loss expects a {'classification' if classification else 'regression'}"
-                               f" loss for {args.data}, got {loss_name}")
+        task = "classification" if classification else "regression"
+        raise JacnetValueError(f"train --loss expects a {task} loss for {args.data}, got {loss_name}")
     loss_class, output = LOSSES[loss_name]
     loss = getattr(jacnet, loss_class)()
     binary = loss_name in ("sigmoid_bce", "bce")
@@ -147,7 +149,11 @@ def run_train(args: argparse.Namespace) -> int:
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience > 0 else []
     verbose = 0 if args.quiet else 1
     out_dir = args.out if args.out is not None else Path("runs") / args.data
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:  # refuse an unusable --out before spending time on training
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JacnetValueError(f"train --out expects a writable directory, got {str(out_dir)!r} "
+                               f"({exc.strerror or exc})") from None
     if not args.quiet:
         print(f"jacnet train: {args.data} ({data.X_train.shape[0]} train, {data.X_test.shape[0]} test, "
               f"{data.n_features} features), {loss_class}, {type(optimizer).__name__}(lr={lr:g})")
@@ -207,17 +213,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def _read_csv(path: Path) -> np.ndarray:
     if not path.is_file():
         raise JacnetValueError(f"predict INPUT expects a CSV file, got {str(path)!r}, which does not exist")
-    with path.open() as handle:
-        first = handle.readline()
+    try:
+        with path.open(encoding="utf-8") as handle:
+            first = handle.readline()
+            handle.read()  # decode it all here, so binary input is named as INPUT
+    except UnicodeDecodeError:
+        raise JacnetValueError(f"predict INPUT expects a UTF-8 CSV text file, got binary data in {path}"
+                               ) from None
     try:
         [float(cell) for cell in first.split(",")]
         skip = 0
     except ValueError:
         skip = 1  # a header row
     try:
-        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loadtxt warns on an empty file; we say so below
+            X = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
     except ValueError as exc:
         raise JacnetValueError(f"predict INPUT expects a CSV of numbers, got {path}: {exc}") from None
+    if X.shape[0] == 0:
+        raise JacnetValueError(f"predict INPUT expects at least one row of numbers, got none in {path}")
+    return X
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -236,7 +252,11 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         values = model.predict(X)
         fmt = "%.6g"
-    target = args.output.open("w") if args.output is not None else sys.stdout
+    try:
+        target = args.output.open("w") if args.output is not None else sys.stdout
+    except OSError as exc:
+        raise JacnetValueError(f"predict --output expects a writable file, got {str(args.output)!r} "
+                               f"({exc.strerror or exc})") from None
     try:
         np.savetxt(target, values, fmt=fmt, delimiter=",")
     finally:
