@@ -57,8 +57,8 @@ def add_parsers(sub: Any) -> None:
     train = sub.add_parser("train", help="train an MLP on a bundled dataset",
                            description="Train an MLP on a bundled dataset and report its test score.")
     train.add_argument("--data", default="digits", choices=list(DATASETS), help="dataset (default: digits)")
-    train.add_argument("--hidden", type=_hidden, default=(128, 64), metavar="SIZES",
-                       help="hidden layer widths, comma-separated (default: 128,64)")
+    train.add_argument("--hidden", type=_hidden, default=(256, 128), metavar="SIZES",
+                       help="hidden layer widths, comma-separated (default: 256,128)")
     train.add_argument("--activation", default="relu", choices=list(ACTIVATIONS))
     train.add_argument("--loss", choices=list(LOSSES), default=None,
                        help="default: softmax_ce (multiclass), sigmoid_bce (binary), mse (regression)")
@@ -66,7 +66,8 @@ def add_parsers(sub: Any) -> None:
     train.add_argument("--lr", type=_positive(float), default=None,
                        help="learning rate (default: 1e-3 for adam, 0.05 for sgd)")
     train.add_argument("--momentum", type=float, default=0.9, help="sgd momentum (default: 0.9)")
-    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--weight-decay", type=float, default=0.1,
+                       help="decoupled weight decay for adam, L2 for sgd (default: 0.1)")
     train.add_argument("--epochs", type=_positive(int), default=40)
     train.add_argument("--batch-size", type=_positive(int), default=32)
     train.add_argument("--patience", type=int, default=0,
