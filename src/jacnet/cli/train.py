@@ -108,6 +108,15 @@ def fold_standardization(model: Any, mean: np.ndarray, std: np.ndarray) -> None:
     b -= scaled.astype(b.dtype)
 
 
+def unscale_outputs(model: Any, mean: float, std: float) -> None:
+    """Make a network trained on ``(y - mean)/std`` predict ``y``: the last affine layer
+    absorbs ``ŷ = z·std + mean`` (``W ← W·std``, ``b ← b·std + mean``)."""
+    last = next(layer for layer in reversed(model.layers) if "W" in layer.params)
+    last.params["W"] *= last.params["W"].dtype.type(std)
+    last.params["b"] *= last.params["b"].dtype.type(std)
+    last.params["b"] += last.params["b"].dtype.type(mean)
+
+
 def _load_raw(name: str, seed: int, dtype: Any) -> Any:
     from jacnet.datasets import load
 
@@ -142,6 +151,9 @@ def run_train(args: argparse.Namespace) -> int:
     y_test = data.y_test
     if not classification:
         y_train, y_test = y_train.reshape(-1, 1), y_test.reshape(-1, 1)
+        # Train on standardised targets; the inverse is folded into the last layer afterwards.
+        y_mean, y_std = float(y_train.mean()), float(y_train.std()) or 1.0
+        y_train = ((y_train - y_mean) / y_std).astype(dtype)
     model = jacnet.build_mlp(data.n_features, args.hidden, n_out, activation=args.activation,
                              output=output, rng=args.seed, dtype=dtype)
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.05)
@@ -164,6 +176,8 @@ def run_train(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, validation_split=args.validation_split or 0.0,
                          seed=args.seed, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - started
+    if not classification:
+        unscale_outputs(model, y_mean, y_std)  # predictions in the target's own units
     scores = jacnet.evaluate(model, X_test, y_test)
     fold_standardization(model, mean, std)  # the saved model takes raw features
     metrics: dict[str, Any] = {"data": args.data, "task": data.task,
