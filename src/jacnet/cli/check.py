@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from jacnet._validation import FloatArray
+from jacnet.cli._args import seed
 from jacnet.errors import JacnetError, JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.jacobian import (
     STEPS,
@@ -83,16 +84,6 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expects an integer >= 0, got {text!r}")
-    return value
-
-
 def add_parsers(sub: Any) -> None:
     """Add ``jacnet check`` to the ``jacnet`` subcommands."""
     parser = sub.add_parser(
@@ -130,7 +121,7 @@ def add_parsers(sub: Any) -> None:
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                         help="compute dtype; tolerances and the finite-difference step follow it "
                              "(default: float64)")
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the random inputs (default: 0)")
     parser.set_defaults(run=run)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from jacnet._validation import FloatArray
+from jacnet.cli._args import count, seed
 from jacnet.errors import JacnetValueError
 from jacnet.jacobian import expanded_jacobian
 from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid, softmax
@@ -50,26 +51,6 @@ PRINT_PATTERN = (200, 120)
 BYTES = 4
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expects an integer >= 1, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expects an integer >= 0, got {text!r}")
-    return value
-
-
 def _real(text: str) -> float:
     try:
         value = float(text)
@@ -100,21 +81,21 @@ def add_parsers(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("kind", choices=KINDS, metavar="KIND", help=f"one of: {', '.join(KINDS)}")
-    parser.add_argument("--batch", type=_count, default=2, metavar="N", help="batch size (default: 2)")
-    parser.add_argument("--features", type=_count, metavar="K",
+    parser.add_argument("--batch", type=count, default=2, metavar="N", help="batch size (default: 2)")
+    parser.add_argument("--features", type=count, metavar="K",
                         help="features of an activation, classes of a loss (default: 3)")
-    parser.add_argument("--in", dest="n_in", type=_count, metavar="I",
+    parser.add_argument("--in", dest="n_in", type=count, metavar="I",
                         help="affine: input features (default: 3)")
-    parser.add_argument("--out", dest="n_out", type=_count, metavar="O",
+    parser.add_argument("--out", dest="n_out", type=count, metavar="O",
                         help="affine: output features (default: 2)")
     parser.add_argument("--wrt", choices=("X", "W", "b"), default="X",
                         help="affine: differentiate with respect to X, W or b (default: X)")
     parser.add_argument("--slope", type=_real, default=0.01,
                         help="leaky_relu: negative slope (default: 0.01)")
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the random batch (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the random batch (default: 0)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="also draw the Jacobian as a heatmap into FILE.png")
-    parser.add_argument("--dpi", type=_count, default=100, help="resolution of --plot (default: 100)")
+    parser.add_argument("--dpi", type=count, default=100, help="resolution of --plot (default: 100)")
     parser.set_defaults(run=run)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from jacnet.cli._args import count, seed
 from jacnet.errors import JacnetValueError
 
 #: ``--loss`` names: the loss and the output layer it needs (None: the network outputs logits).
@@ -37,17 +38,14 @@ def _hidden(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expects a {kind.__name__}, got {text!r}") from None
-        if not value > 0 or value != value or value in (float("inf"),):
-            raise argparse.ArgumentTypeError(f"expects a finite number > 0, got {text!r}")
-        return value
-
-    return parse
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expects a finite number > 0, got {text!r}")
+    return value
 
 
 def add_parsers(sub: Any) -> None:
@@ -63,17 +61,17 @@ def add_parsers(sub: Any) -> None:
     train.add_argument("--loss", choices=list(LOSSES), default=None,
                        help="default: softmax_ce (multiclass), sigmoid_bce (binary), mse (regression)")
     train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    train.add_argument("--lr", type=_positive(float), default=None,
+    train.add_argument("--lr", type=_positive_float, default=None,
                        help="learning rate (default: 1e-3 for adam, 0.05 for sgd)")
     train.add_argument("--momentum", type=float, default=0.9, help="sgd momentum (default: 0.9)")
     train.add_argument("--weight-decay", type=float, default=0.1,
                        help="decoupled weight decay for adam, L2 for sgd (default: 0.1)")
-    train.add_argument("--epochs", type=_positive(int), default=40)
-    train.add_argument("--batch-size", type=_positive(int), default=32)
+    train.add_argument("--epochs", type=count, default=40)
+    train.add_argument("--batch-size", type=count, default=32)
     train.add_argument("--patience", type=int, default=0,
                        help="stop after this many epochs without validation improvement (0: off)")
     train.add_argument("--validation-split", type=float, default=0.1)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=seed, default=0)
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     train.add_argument("--out", type=Path, default=None, metavar="DIR",
                        help="output directory (default: runs/<data>)")
