@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -19,6 +20,25 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def real(text: str) -> float:
+    """An argparse ``type`` accepting any finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expects a finite number, got {text!r}")
+    return value
+
+
+def positive_real(text: str) -> float:
+    """An argparse ``type`` accepting finite numbers ``> 0``."""
+    value = real(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expects a finite number > 0, got {text!r}")
+    return value
 
 
 count = int_at_least(1)

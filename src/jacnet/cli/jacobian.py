@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from jacnet._validation import FloatArray
-from jacnet.cli._args import count, seed
+from jacnet.cli._args import count, real, seed
 from jacnet.errors import JacnetValueError
 from jacnet.jacobian import expanded_jacobian
 from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid, softmax
@@ -51,16 +51,6 @@ PRINT_PATTERN = (200, 120)
 BYTES = 4
 
 
-def _real(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expects a finite number, got {text!r}")
-    return value
-
-
 def add_parsers(sub: Any) -> None:
     """Add ``jacnet jacobian`` to the ``jacnet`` subcommands."""
     parser = sub.add_parser(
@@ -90,7 +80,7 @@ def add_parsers(sub: Any) -> None:
                         help="affine: output features (default: 2)")
     parser.add_argument("--wrt", choices=("X", "W", "b"), default="X",
                         help="affine: differentiate with respect to X, W or b (default: X)")
-    parser.add_argument("--slope", type=_real, default=0.01,
+    parser.add_argument("--slope", type=real, default=0.01,
                         help="leaky_relu: negative slope (default: 0.01)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the random batch (default: 0)")
     parser.add_argument("--plot", metavar="FILE.png",

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from jacnet.cli._args import count, seed
+from jacnet.cli._args import count, positive_real, seed
 from jacnet.errors import JacnetValueError
 
 #: ``--loss`` names: the loss and the output layer it needs (None: the network outputs logits).
@@ -38,16 +38,6 @@ def _hidden(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expects a finite number > 0, got {text!r}")
-    return value
-
-
 def add_parsers(sub: Any) -> None:
     from jacnet.datasets import DATASETS
     from jacnet.model import ACTIVATIONS
@@ -61,7 +51,7 @@ def add_parsers(sub: Any) -> None:
     train.add_argument("--loss", choices=list(LOSSES), default=None,
                        help="default: softmax_ce (multiclass), sigmoid_bce (binary), mse (regression)")
     train.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    train.add_argument("--lr", type=_positive_float, default=None,
+    train.add_argument("--lr", type=positive_real, default=None,
                        help="learning rate (default: 1e-3 for adam, 0.05 for sgd)")
     train.add_argument("--momentum", type=float, default=0.9, help="sgd momentum (default: 0.9)")
     train.add_argument("--weight-decay", type=float, default=0.1,
