@@ -163,6 +163,11 @@ class Dataset:
 # --------------------------------------------------------------------------- helpers
 
 
+#: Largest ``N * K`` that ``one_hot`` allocates (1 GiB of float32); a larger one is almost
+#: surely labels that are not class indices.
+MAX_ONE_HOT_ENTRIES = 2**28
+
+
 def one_hot(labels: Any, n_classes: int | None = None, dtype: DTypeLike = np.float32) -> NDArray[Any]:
     """Turn integer class labels into one-hot rows.
 
@@ -225,6 +230,12 @@ def one_hot(labels: Any, n_classes: int | None = None, dtype: DTypeLike = np.flo
             raise JacnetValueError(
                 f"{what} expects labels < n_classes={K}, got {high}"
             )
+    if y.shape[0] * K > MAX_ONE_HOT_ENTRIES:
+        source = "labels.max() + 1" if n_classes is None else "n_classes"
+        raise JacnetValueError(
+            f"{what} expects at most {MAX_ONE_HOT_ENTRIES:,} entries in the (N, K) result, got "
+            f"N={y.shape[0]:,} x K={K:,} ({source}); check the labels are class indices"
+        )
     out = np.zeros((y.shape[0], K), dtype=out_dtype)
     out[np.arange(y.shape[0]), y] = 1
     return out
@@ -337,14 +348,20 @@ def standardize(
         raise ShapeError(
             f"standardize X_test expects {A.shape[1]} columns like X_train, got shape {B.shape}"
         )
-    A64 = A.astype(np.float64, copy=False)
-    mean = A64.mean(axis=0)
-    std = A64.std(axis=0)
+    # Statistics of X / scale, scale a power of two at most max |X| per column (exact, so the
+    # results match plain statistics): a sum of values near 1e308 overflows, of values in
+    # [-2, 2] it cannot.
+    peak = np.abs(A).max(axis=0).astype(np.float64) if A.shape[0] else np.zeros(A.shape[1])
+    scale = np.ldexp(1.0, np.frexp(peak)[1] - 1)
+    A_scaled = A.astype(np.float64) / scale
+    mean_scaled = A_scaled.mean(axis=0)
+    std_scaled = A_scaled.std(axis=0)
     # A constant column can come out with a rounding-sized std instead of exactly 0.
-    constant = std <= 64 * np.finfo(np.float64).eps * np.abs(mean)
-    std = np.where(constant, 1.0, std)
-    X_train_s = ((A64 - mean) / std).astype(A.dtype, copy=False)
-    X_test_s = ((B.astype(np.float64, copy=False) - mean) / std).astype(A.dtype, copy=False)
+    constant = std_scaled <= 64 * np.finfo(np.float64).eps * np.abs(mean_scaled)
+    std_scaled[constant] = 1.0 / scale[constant]
+    X_train_s = ((A_scaled - mean_scaled) / std_scaled).astype(A.dtype, copy=False)
+    X_test_s = ((B.astype(np.float64) / scale - mean_scaled) / std_scaled).astype(A.dtype, copy=False)
+    mean, std = mean_scaled * scale, np.where(constant, 1.0, std_scaled * scale)
     return X_train_s, X_test_s, mean.astype(A.dtype), std.astype(A.dtype)
 
 
