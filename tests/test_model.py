@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jacnet import (
+    ACTIVATIONS,
     Affine,
     JacnetError,
     JacnetTypeError,
@@ -21,6 +22,7 @@ from jacnet import (
     LeakyReLU,
     ReLU,
     Sequential,
+    ShapeError,
     Sigmoid,
     SigmoidBinaryCrossEntropy,
     Softmax,
@@ -373,3 +375,31 @@ def test_predict_bad_input() -> None:
         model.predict(np.ones(4))  # one sample must still be 2-D
     with pytest.raises(JacnetValueError, match="finite"):
         model.predict(np.array([[np.nan, 0, 0, 0]]))
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("output", [None, "softmax"])
+def test_network_matches_its_layers_called_one_by_one(rng: np.random.Generator, activation: str,
+                                                      output: str | None) -> None:
+    # Inside a network the layers skip their input checks (the network checks what enters it);
+    # the numbers must be bitwise those of the layers' checked public methods.
+    model = build_mlp(4, [5, 3], 3, activation=activation, output=output, rng=0, dtype=np.float32)
+    X = rng.standard_normal((6, 4)).astype(np.float32)
+    dY = rng.standard_normal((6, 3)).astype(np.float32)
+    A = X
+    for layer in model.layers:
+        A = layer.forward(A)
+    d = dY
+    for layer in reversed(model.layers):
+        d = layer.backward(d)
+    expected_grads = {k: g.copy() for k, g in model.grads.items()}
+    np.testing.assert_array_equal(model.forward(X), A)
+    np.testing.assert_array_equal(model.backward(dY), d)
+    for k, g in model.grads.items():
+        np.testing.assert_array_equal(g, expected_grads[k])
+
+
+def test_network_of_layers_that_do_not_fit_names_the_layer() -> None:
+    model = Sequential([Affine(3, 5, rng=0), ReLU(), Affine(4, 2, rng=1)])
+    with pytest.raises(ShapeError, match=r"Affine\(4, 2\)\.forward X expects shape \(N, 4\), got \(2, 5\)"):
+        model.forward(np.ones((2, 3)))

@@ -79,10 +79,22 @@ class Sequential:
         return self.forward(X)
 
     def forward(self, X: Any) -> FloatArray:
-        """Run every layer's forward in order; ``(N, in) -> (N, out)``."""
-        for layer in self.layers:
-            X = layer.forward(X)
-        return X
+        """Run every layer's forward in order; ``(N, in) -> (N, out)``.
+
+        ``X`` is checked once, by the first layer; the layers after it get arrays that the
+        network made itself (see :mod:`jacnet.layers`). A value that overflows on the way
+        reaches the output as ``inf`` or ``NaN``; the network then runs again with every
+        layer's checks, so the error names the layer that received it.
+        """
+        first, *rest = self.layers
+        A = first.forward(X)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+            for layer in rest:
+                A = layer._forward(A)
+        if rest and not all_finite(A):
+            for layer in self.layers:  # again, each layer checking its input: raises at the culprit
+                X = layer.forward(X)
+        return A
 
     def backward(self, dY: Any, *, input_grad: bool = True) -> FloatArray | None:
         """Run every layer's backward in reverse and return ``dX``, ``(N, in)``.
@@ -91,16 +103,17 @@ class Sequential:
         ``grads`` but skips its ``dX`` (a whole matrix product for an affine layer), the
         parameterless layers before it are skipped, and ``None`` is returned.
         """
-        if input_grad:
-            for layer in reversed(self.layers):
-                dY = layer.backward(dY)
-            return dY
-        first = next((i for i, layer in enumerate(self.layers) if layer.params), len(self.layers))
-        for layer in reversed(self.layers[first + 1:]):
-            dY = layer.backward(dY)
-        if first < len(self.layers):
-            self.layers[first].backward_params(dY)
-        return None
+        last = len(self.layers) - 1
+        first = 0 if input_grad else next(
+            (i for i, layer in enumerate(self.layers) if layer.params), last + 1)
+        for i in range(last, first - 1, -1):
+            layer = self.layers[i]
+            # dY enters at the last layer, which checks it; the others get the network's dX.
+            if not input_grad and i == first:
+                (layer.backward_params if i == last else layer._backward_params)(dY)
+            else:
+                dY = layer.backward(dY) if i == last else layer._backward(dY)
+        return dY if input_grad else None
 
     # Parameters ------------------------------------------------------------------------------
 
