@@ -373,6 +373,9 @@ def fit(
     # Labels per sample: 1, or K for a multi-label (binary, K outputs) problem.
     label_width = 1 if labels is None or labels.ndim == 1 else labels.shape[1]
     params, grads = model.params, model.grads
+    # Every batch is gathered into this one array: a fresh (batch, in) array per step costs
+    # page faults once it is large. The network reads it only within its step.
+    batch_buffer = np.empty((min(batch_size, n), X.shape[1]), dtype=X.dtype)
 
     for c in callbacks:
         c.on_train_begin(run)
@@ -388,7 +391,9 @@ def fit(
             for b, s in enumerate(range(0, n, batch_size)):
                 run.batch = b
                 rows = order[s:s + batch_size]
-                Xb = X[rows]  # the one gather of the step
+                # The one gather of the step; the rows are valid indices, and mode="clip" lets
+                # take write straight into the buffer (mode="raise" would buffer it again).
+                Xb = np.take(X, rows, axis=0, out=batch_buffer[:rows.shape[0]], mode="clip")
                 yb = y[rows]
                 # A non-finite value anywhere in the step stops training before the optimizer
                 # moves the weights, so the guard keeps the (finite) weights that produced it.
