@@ -53,8 +53,7 @@ def train_step(cfg: Config, batch: int, dtype: Any) -> dict[str, Any]:
         if epoch >= cfg.warmup:
             seconds.append(time.perf_counter() - start)
     result: dict[str, Any] = {"seconds": seconds, "accuracy": _accuracy(model, X, y)}
-    if dtype == np.float32:
-        result["matmul_seconds"] = matmul_replay(cfg, batch, dtype)
+    result["matmul_seconds"] = matmul_replay(cfg, batch, dtype)
     return result
 
 

@@ -114,3 +114,19 @@ def test_synthetic_data_is_seeded_and_the_same_in_both_dtypes() -> None:
     np.testing.assert_array_equal(y, y2)
     np.testing.assert_array_equal(X32.astype(np.float64), X64)
     assert set(np.unique(y)) == set(range(TINY.n_classes))
+
+
+@pytest.mark.parametrize("mode", [["--phases"], ["--loop", "--top", "5"]])
+def test_profile_runs_on_a_small_sample(mode: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.profile", "--samples", "600", "--batch", "64",
+                           *mode], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    if mode == ["--phases"]:
+        lines = proc.stdout.splitlines()
+        assert "10 steps" in lines[0]
+        phases = {line[:18].strip(): float(line[18:27]) for line in lines[2:]}
+        assert set(phases) == {"gather X[rows]", "model.forward", "loss.forward", "loss.backward",
+                               "model.backward", "optimizer.step", "matmuls alone", "outside matmuls"}
+        assert all(seconds >= 0 for name, seconds in phases.items() if name != "outside matmuls")
+    else:
+        assert "function calls" in proc.stdout
