@@ -22,6 +22,7 @@ from jacnet import (
     JacnetTypeError,
     JacnetValueError,
     LearningRateScheduler,
+    Loss,
     MeanSquaredError,
     NonFiniteError,
     NonFiniteGuard,
@@ -613,3 +614,57 @@ def test_bad_evaluate_arguments() -> None:
     with pytest.raises(JacnetTypeError, match="evaluate model"):
         evaluate("model", X, y, loss=CE())  # type: ignore[arg-type]
 
+
+
+class _HalfMSE(Loss):
+    """A user's loss that keeps the Loss contract: ``J = 1/(2N) Σ (ŷ - y)²``."""
+
+    def _value(self, P: Any, T: Any) -> float:
+        return float(np.sum((P - T) ** 2)) / (2 * P.shape[0])
+
+    def _gradient(self, P: Any, T: Any) -> Any:
+        return (P - T) / P.shape[0]
+
+
+class _OwnForwardMSE(_HalfMSE):
+    """A user's loss that overrides ``forward`` itself: fit must call it, not ``_value``."""
+
+    def forward(self, pred: Any, target: Any) -> float:
+        self.calls = getattr(self, "calls", 0) + 1
+        return super().forward(pred, target)
+
+
+@pytest.mark.parametrize("loss_class", [_HalfMSE, _OwnForwardMSE])
+def test_fit_with_a_users_loss(loss_class: type[Loss]) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3))
+    y = X @ np.array([[1.0], [-2.0], [0.5]])
+    model = build_mlp(3, [8], 1, rng=0, dtype=np.float64)
+    loss = loss_class()
+    history = fit(model, X, y, loss=loss, optimizer=SGD(0.1), epochs=20, batch_size=16, seed=0,
+                  verbose=0)
+    assert history.history["loss"][-1] < 0.1 * history.history["loss"][0]
+    if loss_class is _OwnForwardMSE:
+        assert loss.calls == 20 * 4  # once per step, its own forward
+
+
+def test_fit_gives_the_losses_that_the_public_loss_computes() -> None:
+    # fit converts the targets once and takes each batch's rows: the batch losses must be
+    # bitwise those of loss.forward on the same batches.
+    X, y = blobs(n=50, k=3)
+    model = build_mlp(2, [5], 3, rng=0, dtype=np.float64)
+    seen: list[float] = []
+
+    class Record(Callback):
+        def on_batch_end(self, batch: int, loss: float, run: Run) -> None:
+            seen.append(loss)
+
+    reference = build_mlp(2, [5], 3, rng=0, dtype=np.float64)
+    fit(model, X, y, loss=SoftmaxCrossEntropy(), optimizer=SGD(0.1), epochs=1, batch_size=16,
+        shuffle=False, seed=0, callbacks=[Record()], verbose=0)
+    loss, optimizer = SoftmaxCrossEntropy(), SGD(0.1)
+    for i, s in enumerate(range(0, 50, 16)):
+        value = loss.forward(reference.forward(X[s:s + 16]), y[s:s + 16])
+        assert value == seen[i]
+        reference.backward(loss.backward(), input_grad=False)
+        optimizer.step(reference.params, reference.grads)

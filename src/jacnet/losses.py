@@ -87,9 +87,21 @@ class Loss:
     # Input checks ------------------------------------------------------------------------
 
     def _checked(self, pred: Any, target: Any) -> tuple[FloatArray, Any]:
-        name = type(self).__name__
-        P = as_float_array(pred, f"{name} pred", ndim=2, min_features=1)
+        P = self._check_pred(pred)
         return P, self._target_for(P, target)
+
+    def _check_pred(self, pred: Any) -> FloatArray:
+        return as_float_array(pred, f"{type(self).__name__} pred", ndim=2, min_features=1)
+
+    def _forward_prepared(self, pred: Any, T: Any) -> float:
+        """``forward`` with ``T`` already checked and in the form ``_target_for`` returns.
+
+        ``fit`` converts every target once, up front, and passes each batch's rows here: the
+        prediction is still checked, the per-step target conversion is not repeated.
+        """
+        P = self._check_pred(pred)
+        self._pred, self._target = P, T
+        return float(self._value(P, T))
 
     def _target_for(self, P: FloatArray, target: Any) -> Any:
         """Default: a target of exactly the prediction's shape, cast to its dtype."""
@@ -110,6 +122,15 @@ def _clip_probabilities(P: FloatArray) -> FloatArray:
     """The module's one clipping policy: ``clip(Ŷ, ε, 1 - ε)``, ``ε = finfo(dtype).eps``."""
     eps = np.finfo(P.dtype).eps
     return np.clip(P, eps, 1 - eps)
+
+
+class _ProbabilityPred(Loss):
+    """A loss on probabilities: ``pred`` must lie in ``[0, 1]``."""
+
+    def _check_pred(self, pred: Any) -> FloatArray:
+        P = super()._check_pred(pred)
+        _check_probabilities(P, f"{type(self).__name__} pred")
+        return P
 
 
 def _labels_to_one_hot(labels: NDArray[Any], K: int, dtype: np.dtype[Any], name: str) -> FloatArray:
@@ -186,17 +207,12 @@ class MeanSquaredError(Loss):
         return 2 * (P - T) / P.shape[0]
 
 
-class BinaryCrossEntropy(_BinaryTargets):
+class BinaryCrossEntropy(_ProbabilityPred, _BinaryTargets):
     """``J = -1/N Σᵢ Σₖ [y log ŷ + (1 - y) log(1 - ŷ)]`` on probabilities ``Ŷ``.
 
     Gradient ``dŶ = 1/N (Ŷ - Y) / (Ŷ (1 - Ŷ))``, shape ``(N, K)``. ``Ŷ`` is clipped to
     ``[ε, 1 - ε]`` (see the module's clipping policy).
     """
-
-    def _checked(self, pred: Any, target: Any) -> tuple[FloatArray, Any]:
-        P, T = super()._checked(pred, target)
-        _check_probabilities(P, f"{type(self).__name__} pred")
-        return P, T
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
         C = _clip_probabilities(P)
@@ -212,17 +228,12 @@ class BinaryCrossEntropy(_BinaryTargets):
         return (-T / C + (1 - T) / (1 - C)) / P.shape[0]
 
 
-class CategoricalCrossEntropy(_ClassTargets):
+class CategoricalCrossEntropy(_ProbabilityPred, _ClassTargets):
     """``J = -1/N Σᵢ Σₖ y_ik log ŷ_ik`` on probabilities ``Ŷ (N, K)``.
 
     Gradient ``dŶ = -1/N Y / Ŷ``. ``Ŷ`` is clipped to ``[ε, 1 - ε]`` (see the module's
     clipping policy). Targets are one-hot ``(N, K)`` or labels ``(N,)``.
     """
-
-    def _checked(self, pred: Any, target: Any) -> tuple[FloatArray, Any]:
-        P, T = super()._checked(pred, target)
-        _check_probabilities(P, f"{type(self).__name__} pred")
-        return P, T
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
         return -float(np.sum(T * np.log(_clip_probabilities(P)))) / P.shape[0]

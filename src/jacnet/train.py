@@ -133,8 +133,14 @@ def _resolve_loss(model: Sequential, loss: Loss | None, where: str) -> Loss:
     return chosen
 
 
-def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str) -> tuple[FloatArray, Any]:
-    """Validate a data set against the model and the loss (the loss's own target rules)."""
+def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str
+                ) -> tuple[FloatArray, Any, Any]:
+    """Validate a data set against the model and the loss (the loss's own target rules).
+
+    Returns ``X`` cast to the model's dtype, ``y``, and the targets as the loss uses them
+    (``None`` for a network whose output width is unknown): one-hot rows for labels, ``(N, 1)``
+    for a binary ``(N,)``, cast to the model's dtype.
+    """
     if not isinstance(model, Sequential):
         raise JacnetTypeError(f"{name} model expects a jacnet Sequential, got {describe(model)}")
     X = as_float_array(X, f"{name} X", ndim=2, dtype=model.dtype)
@@ -154,15 +160,16 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str) -> tup
         raise ShapeError(f"{name} y expects {X.shape[0]} targets (one per row of X), "
                          f"got shape {y.shape}")
     n_out = model.out_features
-    if n_out is not None:
-        # Check every target once, up front, with the loss's own rules on a valid prediction.
-        fill = 0.5 if isinstance(loss, (BinaryCrossEntropy, CategoricalCrossEntropy)) else 0.0
-        probe = np.full((X.shape[0], n_out), fill, dtype=model.dtype)
-        try:
-            copy.copy(loss)._checked(probe, y)
-        except JacnetError as exc:  # say which argument of the caller is wrong
-            raise type(exc)(f"{name} y: {exc}") from exc
-    return X, y
+    if n_out is None:
+        return X, y, None
+    # Check every target once, up front, with the loss's own rules on a valid prediction.
+    fill = 0.5 if isinstance(loss, (BinaryCrossEntropy, CategoricalCrossEntropy)) else 0.0
+    probe = np.full((X.shape[0], n_out), fill, dtype=model.dtype)
+    try:
+        _, targets = copy.copy(loss)._checked(probe, y)
+    except JacnetError as exc:  # say which argument of the caller is wrong
+        raise type(exc)(f"{name} y: {exc}") from exc
+    return X, y, targets
 
 
 def _int_seed(seed: np.random.Generator | int | None) -> int:
@@ -223,7 +230,7 @@ def evaluate(model: Sequential, X: Any, y: Any, *, loss: Loss | None = None,
     """
     chosen = _resolve_loss(model, loss, "evaluate")
     batch_size = check_positive_int(batch_size, "evaluate batch_size")
-    X, y = _check_data(model, X, y, chosen, "evaluate")
+    X, y, _ = _check_data(model, X, y, chosen, "evaluate")
     try:  # overflow inside is reported below, not as NumPy RuntimeWarnings
         with np.errstate(over="ignore", invalid="ignore"):
             outputs = _batched_outputs(model, X, None, batch_size)
@@ -327,11 +334,11 @@ def fit(
         raise JacnetValueError("fit expects either validation or validation_split, got both")
     if verbose not in (0, 1, 2, "auto"):
         raise JacnetValueError(f"fit verbose expects 0, 1, 2 or 'auto', got {verbose!r}")
-    X, y = _check_data(model, X, y, loss, "fit")
+    X, y, targets = _check_data(model, X, y, loss, "fit")
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise JacnetTypeError(f"fit validation expects a pair (X_val, y_val), got {describe(validation)}")
-        X_val, y_val = _check_data(model, validation[0], validation[1], loss, "fit validation")
+        X_val, y_val, _ = _check_data(model, validation[0], validation[1], loss, "fit validation")
     callbacks = list(callbacks)
     for c in callbacks:
         if not isinstance(c, Callback):
@@ -373,6 +380,9 @@ def fit(
     # Labels per sample: 1, or K for a multi-label (binary, K outputs) problem.
     label_width = 1 if labels is None or labels.ndim == 1 else labels.shape[1]
     params, grads = model.params, model.grads
+    # The targets were checked and converted once, above; a loss that keeps the Loss contract
+    # (its own _value, not its own forward) takes each batch's rows of them as they are.
+    prepared = targets is not None and type(loss).forward is Loss.forward
     # Every batch is gathered into this one array: a fresh (batch, in) array per step costs
     # page faults once it is large. The network reads it only within its step.
     batch_buffer = np.empty((min(batch_size, n), X.shape[1]), dtype=X.dtype)
@@ -394,14 +404,14 @@ def fit(
                 # The one gather of the step; the rows are valid indices, and mode="clip" lets
                 # take write straight into the buffer (mode="raise" would buffer it again).
                 Xb = np.take(X, rows, axis=0, out=batch_buffer[:rows.shape[0]], mode="clip")
-                yb = y[rows]
                 # A non-finite value anywhere in the step stops training before the optimizer
                 # moves the weights, so the guard keeps the (finite) weights that produced it.
                 # The guard reports overflow itself: NumPy's RuntimeWarnings would only repeat it.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     try:
                         out = model.forward(Xb)
-                        value = loss.forward(out, yb)
+                        value = (loss._forward_prepared(out, targets[rows]) if prepared
+                                 else loss.forward(out, y[rows]))
                         finite = math.isfinite(value)
                         if finite:
                             model.backward(loss.backward(), input_grad=False)
