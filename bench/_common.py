@@ -170,3 +170,16 @@ def repeat_timing(fn: Callable[[], object], repeats: int) -> list[float]:
     """``fn`` called once untimed, then timed ``repeats`` times."""
     fn()
     return [timed(fn) for _ in range(repeats)]
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """The Markdown tables of a report: lists of rows of stripped cells (for checking reports)."""
+    tables: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    return tables

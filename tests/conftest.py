@@ -8,10 +8,17 @@ tests the same examples; ``dev`` searches much harder. Pick one with the environ
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import settings
+
+# The benchmark suite (`bench/`) lives beside `src/`, not in the package: its tests import it.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True, database=None)
 settings.register_profile("dev", max_examples=300, deadline=None)

@@ -14,29 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import run
+from bench._common import TINY, Config, batch_sizes, child_env, make_data, markdown_tables, train_flops
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `bench` lives beside `src`, not inside the package
-    sys.path.insert(0, str(ROOT))
-
-from bench import run  # noqa: E402
-from bench._common import TINY, Config, batch_sizes, child_env, make_data, train_flops  # noqa: E402
-
-
-def _tables(text: str) -> list[list[list[str]]]:
-    """The Markdown tables of ``text``: lists of rows of cells."""
-    tables: list[list[list[str]]] = []
-    current: list[list[str]] = []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("|"):
-            current.append([c.strip() for c in line.strip().strip("|").split("|")])
-        elif current:
-            tables.append(current)
-            current = []
-    return tables
 
 
 def _check_well_formed(text: str) -> list[list[list[str]]]:
-    tables = _tables(text)
+    tables = markdown_tables(text)
     assert tables, "the report has no table"
     for table in tables:
         header, rule, *body = table

@@ -5,29 +5,12 @@ No test here asserts a score's level or a time: only the report's shape and its 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `bench` lives beside `src`, not inside the package
-    sys.path.insert(0, str(ROOT))
-
-from bench import scores  # noqa: E402
-
-
-def _tables(text: str) -> list[list[list[str]]]:
-    """The Markdown tables of ``text``: lists of rows of cells."""
-    tables: list[list[list[str]]] = []
-    current: list[list[str]] = []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("|"):
-            current.append([c.strip() for c in line.strip().strip("|").split("|")])
-        elif current:
-            tables.append(current)
-            current = []
-    return tables
+from bench import scores
+from bench._common import markdown_tables
 
 
 def test_one_row_one_seed_runs_and_writes_the_report(tmp_path: Path,
@@ -37,7 +20,7 @@ def test_one_row_one_seed_runs_and_writes_the_report(tmp_path: Path,
     text = out.read_text()
     assert text in capsys.readouterr().out  # printed and written alike
     assert "--only iris --seeds 0" in text  # the header names the command
-    summary, detail = _tables(text)
+    summary, detail = markdown_tables(text)
     header, _, *rows = summary
     assert len(rows) == 1 and len(rows[0]) == len(header)
     row = dict(zip(header, rows[0], strict=True))
