@@ -404,9 +404,12 @@ def fit(
                 # The one gather of the step; the rows are valid indices, and mode="clip" lets
                 # take write straight into the buffer (mode="raise" would buffer it again).
                 Xb = np.take(X, rows, axis=0, out=batch_buffer[:rows.shape[0]], mode="clip")
-                # A non-finite value anywhere in the step stops training before the optimizer
-                # moves the weights, so the guard keeps the (finite) weights that produced it.
-                # The guard reports overflow itself: NumPy's RuntimeWarnings would only repeat it.
+                # A non-finite output or loss stops training before the optimizer moves the
+                # weights, so the guard keeps the (finite) weights that produced it. (An overflow
+                # that a saturating activation hides from the output can still reach the
+                # gradients; the next step's loss is then NaN and the guard puts back the last
+                # finite weights.) The guard reports overflow itself: NumPy's RuntimeWarnings
+                # would only repeat it.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     try:
                         out = model.forward(Xb)
