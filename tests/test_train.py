@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 from jacnet import (
     SGD,
     Adam,
+    Affine,
     Callback,
     EarlyStopping,
     History,
@@ -26,10 +27,13 @@ from jacnet import (
     MeanSquaredError,
     NonFiniteError,
     NonFiniteGuard,
+    ReLU,
+    Sequential,
     ShapeError,
     SigmoidBinaryCrossEntropy,
     SoftmaxCrossEntropy,
     StepDecay,
+    Tanh,
     build_mlp,
     evaluate,
     fit,
@@ -668,3 +672,19 @@ def test_fit_gives_the_losses_that_the_public_loss_computes() -> None:
         assert value == seen[i]
         reference.backward(loss.backward(), input_grad=False)
         optimizer.step(reference.params, reference.grads)
+
+
+def test_an_overflow_hidden_by_a_saturated_tanh_still_stops_with_finite_weights() -> None:
+    # x·1e30 overflows float32 to inf, the ReLU passes it, tanh(inf) = 1 hides it from the
+    # output and the loss; its gradient, inf·0, is NaN. The next step sees a NaN output, and
+    # the guard puts back the last finite weights (here: the initial ones).
+    model = Sequential([Affine(1, 1, rng=0), ReLU(), Affine(1, 1, rng=1), Tanh(), Affine(1, 2, rng=2)])
+    model.params["0.W"][...] = 1e30
+    model.params["2.W"][...] = 1.0
+    initial = {k: v.copy() for k, v in model.params.items()}
+    X = np.full((4, 1), 1e10, dtype=np.float32)
+    with pytest.raises(NonFiniteError, match="training diverged"):
+        fit(model, X, np.array([0, 1, 0, 1]), loss=SoftmaxCrossEntropy(), optimizer=SGD(0.1),
+            epochs=2, batch_size=4, verbose=0)
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, initial[k])
