@@ -403,3 +403,14 @@ def test_network_of_layers_that_do_not_fit_names_the_layer() -> None:
     model = Sequential([Affine(3, 5, rng=0), ReLU(), Affine(4, 2, rng=1)])
     with pytest.raises(ShapeError, match=r"Affine\(4, 2\)\.forward X expects shape \(N, 4\), got \(2, 5\)"):
         model.forward(np.ones((2, 3)))
+
+
+def test_a_network_of_mixed_precision_computes_each_layer_in_its_own_dtype(rng: np.random.Generator) -> None:
+    model = Sequential([Affine(3, 4, rng=0, dtype=np.float64), ReLU(), Affine(4, 2, rng=1, dtype=np.float32)])
+    X = rng.standard_normal((5, 3))
+    Z = model.forward(X)
+    assert Z.dtype == np.float32
+    expected = model.layers[2].forward(model.layers[1].forward(model.layers[0].forward(X)))
+    np.testing.assert_array_equal(Z, expected)
+    model.backward(np.ones((5, 2), dtype=np.float32), input_grad=False)
+    assert model.grads["2.W"].dtype == np.float32 and model.grads["0.W"].dtype == np.float64

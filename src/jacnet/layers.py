@@ -239,8 +239,9 @@ class Affine(_BuiltIn):
 
     def _forward(self, X: FloatArray) -> FloatArray:
         """``Z = X W + bᵀ``: ``(N, in) @ (in, out) + (out,) -> (N, out)``."""
-        # The width is checked here too: in a network it is where two layers fail to fit.
-        X = self._check_width(X)
+        # The width is checked here too: in a network it is where two layers fail to fit. A
+        # network may mix float32 and float64 layers: each computes in its own dtype.
+        X = self._check_width(X).astype(self.params["W"].dtype, copy=False)
         self._cache = X
         Z = X @ self.params["W"]
         Z += self.params["b"]
