@@ -38,6 +38,18 @@ def all_finite(A: NDArray[Any]) -> bool:
     return all(bool(np.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.shape[0], chunk))
 
 
+def as_ndarray(value: Any, name: str, expected: str) -> NDArray[Any]:
+    """``np.asarray(value)``; a string, or what NumPy cannot make an array of (ragged nested
+    lists and the like), raises ``JacnetTypeError("<name> expects <expected>, got ...")``."""
+    message = f"{name} expects {expected}, got {describe(value)}"
+    if isinstance(value, (str, bytes)):
+        raise JacnetTypeError(message)
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise JacnetTypeError(message) from exc
+
+
 def as_float_array(
     value: Any,
     name: str,
@@ -68,12 +80,7 @@ def as_float_array(
     min_features : int
         Smallest accepted length of the second axis of a 2-D array.
     """
-    if isinstance(value, (str, bytes)):
-        raise JacnetTypeError(f"{name} expects a numeric array, got {describe(value)}")
-    try:
-        A = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-        raise JacnetTypeError(f"{name} expects a numeric array, got {describe(value)}") from exc
+    A = as_ndarray(value, name, "a numeric array")
     kind = A.dtype.kind
     if kind == "b":
         raise JacnetTypeError(

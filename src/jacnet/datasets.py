@@ -33,6 +33,7 @@ from numpy.typing import DTypeLike, NDArray
 from jacnet._validation import (
     FloatArray,
     as_float_array,
+    as_ndarray,
     as_rng,
     check_positive_int,
     check_real,
@@ -196,14 +197,7 @@ def one_hot(labels: Any, n_classes: int | None = None, dtype: DTypeLike = np.flo
         ``n_classes`` is not given.
     """
     what = "one_hot labels"
-    if isinstance(labels, (str, bytes)):
-        raise JacnetTypeError(f"{what} expects a 1-D array of integers, got {describe(labels)}")
-    try:
-        y = np.asarray(labels)
-    except (ValueError, TypeError) as exc:
-        raise JacnetTypeError(
-            f"{what} expects a 1-D array of integers, got {describe(labels)}"
-        ) from exc
+    y = as_ndarray(labels, what, "a 1-D array of integers")
     if y.size == 0 and y.dtype.kind == "f":  # np.asarray([]) is float64
         y = y.astype(np.int64)
     if y.dtype.kind not in "iu":

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from jacnet._validation import FloatArray, as_float_array, check_same_shape, describe
+from jacnet._validation import FloatArray, as_float_array, as_ndarray, check_same_shape
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.layers import sigmoid, softmax
 
@@ -156,13 +156,7 @@ class _ClassTargets(Loss):
 
     def _target_for(self, P: FloatArray, target: Any) -> Any:
         name = f"{type(self).__name__} target"
-        if isinstance(target, (str, bytes)):
-            raise JacnetTypeError(f"{name} expects labels or a one-hot array, got {describe(target)}")
-        try:
-            raw = np.asarray(target)
-        except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-            raise JacnetTypeError(f"{name} expects labels or a one-hot array, "
-                                  f"got {describe(target)}") from exc
+        raw = as_ndarray(target, name, "labels or a one-hot array")
         N, K = P.shape
         if raw.ndim == 1:
             if raw.shape[0] != N:

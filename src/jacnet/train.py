@@ -27,6 +27,7 @@ from jacnet._validation import (
     FloatArray,
     all_finite,
     as_float_array,
+    as_ndarray,
     check_positive_int,
     check_real,
     describe,
@@ -150,12 +151,7 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str
                          f"got shape {X.shape}")
     if y is None:
         raise JacnetValueError(f"{name} y expects targets, got None")
-    if isinstance(y, (str, bytes)):
-        raise JacnetTypeError(f"{name} y expects an array of targets, got {describe(y)}")
-    try:
-        y = np.asarray(y)
-    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-        raise JacnetTypeError(f"{name} y expects an array of targets, got {describe(y)}") from exc
+    y = as_ndarray(y, f"{name} y", "an array of targets")
     if y.ndim == 0 or y.shape[0] != X.shape[0]:
         raise ShapeError(f"{name} y expects {X.shape[0]} targets (one per row of X), "
                          f"got shape {y.shape}")
