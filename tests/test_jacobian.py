@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from named_errors import Case, named_error_test
 
 from jacnet import (
     Affine,
     CategoricalCrossEntropy,
-    JacnetError,
     JacnetTypeError,
     JacnetValueError,
     JacobianTooLargeError,
@@ -431,7 +431,7 @@ def test_max_entries_is_honoured(rng: np.random.Generator) -> None:
 
 X22 = np.ones((2, 2))
 
-BAD_ARGUMENTS: list[tuple[str, Callable[[], Any], type[JacnetError], type[Exception], str]] = [
+BAD_ARGUMENTS: list[Case] = [
     ("wrt-unknown", lambda: expanded_jacobian(Affine(2, 2), X22, wrt="V"), JacnetValueError,
      ValueError, "'V'"),
     ("wrt-unknown-numerical", lambda: numerical_jacobian(Affine(2, 2), X22, wrt="bias"),
@@ -463,15 +463,4 @@ BAD_ARGUMENTS: list[tuple[str, Callable[[], Any], type[JacnetError], type[Except
 ]
 
 
-@pytest.mark.parametrize(
-    ("call", "error", "base", "text"),
-    [case[1:] for case in BAD_ARGUMENTS],
-    ids=[case[0] for case in BAD_ARGUMENTS],
-)
-def test_bad_arguments_raise_a_named_error(
-    call: Callable[[], Any], error: type[JacnetError], base: type[Exception], text: str
-) -> None:
-    with pytest.raises(error) as info:
-        call()
-    assert isinstance(info.value, base)
-    assert text in str(info.value)
+test_bad_arguments_raise_a_named_error = named_error_test(BAD_ARGUMENTS)

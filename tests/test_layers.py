@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from named_errors import Case, named_error_test
 
 from jacnet import (
     Affine,
     ForwardNotCalledError,
-    JacnetError,
     JacnetTypeError,
     JacnetValueError,
     Layer,
@@ -459,7 +459,7 @@ def after_forward(layer: Layer, X: Any) -> Layer:
 
 X23 = np.ones((2, 3))
 
-BAD_LAYER_INPUT: list[tuple[str, Callable[[], Any], type[JacnetError], type[Exception], str]] = [
+BAD_LAYER_INPUT: list[Case] = [
     # (id, call, jacnet class, builtin base, text the message must contain)
     ("affine-1d", lambda: Affine(3, 4).forward(np.ones(3)), ShapeError, ValueError, "X"),
     ("affine-3d", lambda: Affine(3, 4).forward(np.ones((2, 3, 1))), ShapeError, ValueError, "X"),
@@ -511,18 +511,7 @@ BAD_LAYER_INPUT: list[tuple[str, Callable[[], Any], type[JacnetError], type[Exce
 ]
 
 
-@pytest.mark.parametrize(
-    ("call", "error", "base", "text"),
-    [case[1:] for case in BAD_LAYER_INPUT],
-    ids=[case[0] for case in BAD_LAYER_INPUT],
-)
-def test_bad_layer_input_raises_a_named_error(
-    call: Callable[[], Any], error: type[JacnetError], base: type[Exception], text: str
-) -> None:
-    with pytest.raises(error) as info:
-        call()
-    assert isinstance(info.value, base)
-    assert text in str(info.value)
+test_bad_layer_input_raises_a_named_error = named_error_test(BAD_LAYER_INPUT)
 
 
 def test_wrong_feature_count_message_says_what_was_expected() -> None:

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from named_errors import Case, named_error_test
 
 from jacnet import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
     ForwardNotCalledError,
-    JacnetError,
     JacnetTypeError,
     JacnetValueError,
     Loss,
@@ -367,7 +367,7 @@ def test_cce_at_exact_zero_is_clipped(dtype: Any) -> None:
 
 P23 = np.full((2, 3), 1 / 3)
 
-BAD_LOSS_INPUT: list[tuple[str, Callable[[], Any], type[JacnetError], type[Exception], str]] = [
+BAD_LOSS_INPUT: list[Case] = [
     ("mse-N-vs-N1", lambda: MeanSquaredError().forward(np.ones((3, 1)), np.ones(3)), ShapeError,
      ValueError, "target"),
     ("mse-transposed", lambda: MeanSquaredError().forward(np.ones((2, 3)), np.ones((3, 2))),
@@ -429,18 +429,7 @@ BAD_LOSS_INPUT: list[tuple[str, Callable[[], Any], type[JacnetError], type[Excep
 ]
 
 
-@pytest.mark.parametrize(
-    ("call", "error", "base", "text"),
-    [case[1:] for case in BAD_LOSS_INPUT],
-    ids=[case[0] for case in BAD_LOSS_INPUT],
-)
-def test_bad_loss_input_raises_a_named_error(
-    call: Callable[[], Any], error: type[JacnetError], base: type[Exception], text: str
-) -> None:
-    with pytest.raises(error) as info:
-        call()
-    assert isinstance(info.value, base)
-    assert text in str(info.value)
+test_bad_loss_input_raises_a_named_error = named_error_test(BAD_LOSS_INPUT)
 
 
 def test_label_errors_say_what_was_expected_and_received() -> None:
