@@ -231,6 +231,26 @@ def fmt_stat(s: Stat | None, digits: int = 3) -> tuple[str, str]:
 # Report ------------------------------------------------------------------------------------
 
 
+@dataclass
+class Timing:
+    """One job's per-round times as a table row shows them."""
+
+    stat: Stat | None  # median and spread of the rounds
+    median: str  # the two formatted, in ``scale`` units
+    spread: str
+    ratio: Stat | None  # per-round ratio to the table's baseline job
+
+
+def timing(res: Results, job: Job, base: list[float | None], scale: float = 1.0) -> Timing | None:
+    """The timing of ``job`` against the per-round times ``base``; None when it did not run."""
+    if job not in res.runs:
+        return None
+    times = res.per_round(job)
+    stat = Stat.of(times)
+    shown = Stat(stat.median * scale, stat.low * scale, stat.high * scale) if stat else None
+    return Timing(stat, *fmt_stat(shown), paired(times, base))
+
+
 def peak_gflops(res: Results) -> Stat | None:
     values = [r["workload"]["gflops"] if "workload" in r else None for r in res.runs.get(Job("peak"), [])]
     return Stat.of(values)
@@ -246,18 +266,15 @@ def train_table(res: Results, peak: Stat | None) -> list[str]:
         base = res.per_round(Job("train", "jacnet", batch))
         for system in TRAIN:
             job = Job("train", system, batch)
-            if job not in res.runs:
+            t = timing(res, job, base)
+            if t is None:
                 continue
-            times = res.per_round(job)
-            stat = Stat.of(times)
-            median, spread = fmt_stat(stat)
-            ratio = paired(times, base)
-            gflops = flops / stat.median / 1e9 if stat else None
+            gflops = flops / t.stat.median / 1e9 if t.stat else None
             share = gflops / peak.median * 100 if gflops and peak else None
             acc = Stat.of(res.per_round(job, "accuracy"))
-            rows.append(f"| {batch} | {LABELS[system]} | {median} | {spread} | "
-                        f"{fmt(per_second(cfg.n_samples, stat))} | "
-                        f"{fmt(med(ratio))} | {fmt(gflops)} | {fmt(share, 2)}% | "
+            rows.append(f"| {batch} | {LABELS[system]} | {t.median} | {t.spread} | "
+                        f"{fmt(per_second(cfg.n_samples, t.stat))} | "
+                        f"{fmt(med(t.ratio))} | {fmt(gflops)} | {fmt(share, 2)}% | "
                         f"{fmt(med(acc), 3)} |")
     return rows
 
@@ -299,17 +316,14 @@ def f64_table(res: Results) -> list[str]:
     base = res.per_round(Job("train", "jacnet-f64", batch))
     for system in F64:
         job = Job("train", system, batch)
-        if job not in res.runs:
+        t = timing(res, job, base)
+        if t is None:
             continue
-        times = res.per_round(job)
-        stat = Stat.of(times)
-        median, spread = fmt_stat(stat)
-        ratio = paired(times, base)
         acc = Stat.of(res.per_round(job, "accuracy"))
         matmuls = Stat.of(res.per_round(job, "matmul_seconds"))
-        rows.append(f"| {batch} | {LABELS[system]} | {median} | {spread} | "
-                    f"{fmt(per_second(res.cfg.n_samples, stat))} | "
-                    f"{fmt(med(ratio))} | {fmt(med(acc))} | {fmt(med(matmuls))} |")
+        rows.append(f"| {batch} | {LABELS[system]} | {t.median} | {t.spread} | "
+                    f"{fmt(per_second(res.cfg.n_samples, t.stat))} | "
+                    f"{fmt(med(t.ratio))} | {fmt(med(acc))} | {fmt(med(matmuls))} |")
     return rows
 
 
@@ -320,19 +334,14 @@ def infer_table(res: Results) -> list[str]:
             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     base = res.per_round(Job("infer", "jacnet-predict"))
     for system in ("jacnet-predict", "jacnet-forward", "torch"):
-        job = Job("infer", system)
-        if job not in res.runs:
+        t = timing(res, Job("infer", system), base, scale=1e3)  # shown in ms
+        if t is None:
             continue
-        times = res.per_round(job)
-        stat = Stat.of(times)
-        ms = Stat(stat.median * 1e3, stat.low * 1e3, stat.high * 1e3) if stat else None
-        median, spread = fmt_stat(ms)
-        ratio = paired(times, base)
         label = LABELS.get(system, "PyTorch `inference_mode`")
-        rows.append(f"| {label} | {median} | {spread} | "
-                    f"{fmt(per_second(cfg.infer_batch, stat))} | "
-                    f"{fmt(med(ratio))} | "
-                    f"{fmt(forward_flops(cfg, cfg.infer_batch) / stat.median / 1e9 if stat else None)} |")
+        gflops = forward_flops(cfg, cfg.infer_batch) / t.stat.median / 1e9 if t.stat else None
+        rows.append(f"| {label} | {t.median} | {t.spread} | "
+                    f"{fmt(per_second(cfg.infer_batch, t.stat))} | "
+                    f"{fmt(med(t.ratio))} | {fmt(gflops)} |")
     return rows
 
 
