@@ -227,7 +227,7 @@ class Affine(_BuiltIn):
                 "dtype": self.dtype.name}
 
     def _input(self, X: Any, dtype: DTypeLike | None = None) -> FloatArray:
-        return self._check_width(super()._input(X, self.params["W"].dtype))
+        return super()._input(X, self.params["W"].dtype)  # the width: in _forward and jacobian
 
     def _check_width(self, X: FloatArray) -> FloatArray:
         if X.shape[1] != self.in_features:
@@ -278,7 +278,7 @@ class Affine(_BuiltIn):
         - ``wrt="b"``: ``∂z_ij/∂b_l = δ_jl``,       shape ``(N, out, out)``
         """
         self._check_wrt(wrt)
-        X = self._input(X)
+        X = self._check_width(self._input(X))
         N = X.shape[0]
         W = self.params["W"]
         delta_N = np.eye(N, dtype=W.dtype)

@@ -55,9 +55,7 @@ class Loss:
 
     def forward(self, pred: Any, target: Any) -> float:
         """Return the loss ``J`` for ``pred (N, K)`` against ``target``; cache both."""
-        P, T = self._checked(pred, target)
-        self._pred, self._target = P, T
-        return float(self._value(P, T))
+        return self._cache_and_value(*self._checked(pred, target))
 
     def backward(self) -> FloatArray:
         """Return ``∂J/∂pred``, shape ``(N, K)``, from what ``forward`` cached."""
@@ -99,7 +97,9 @@ class Loss:
         ``fit`` converts every target once, up front, and passes each batch's rows here: the
         prediction is still checked, the per-step target conversion is not repeated.
         """
-        P = self._check_pred(pred)
+        return self._cache_and_value(self._check_pred(pred), T)
+
+    def _cache_and_value(self, P: FloatArray, T: Any) -> float:
         self._pred, self._target = P, T
         return float(self._value(P, T))
 
