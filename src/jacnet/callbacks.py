@@ -232,9 +232,10 @@ class ModelCheckpoint(Callback):
 class NonFiniteGuard(Callback):
     """Stop training with :class:`~jacnet.errors.NonFiniteError` on a non-finite loss or weight.
 
-    ``fit`` always installs one. When the loss of a batch is NaN or infinite, the weights
-    that produced it are kept if they are finite; if they are not, the weights of the last
-    epoch end whose weights were all finite (or of the start of training) are put back.
+    ``fit`` always installs one, and calls its :meth:`fail` itself, before the optimizer
+    step, when the loss of a batch is NaN or infinite. Then the weights that produced it are
+    kept if they are finite; if they are not, the weights of the last epoch end whose weights
+    were all finite (or of the start of training) are put back.
     """
 
     def __init__(self) -> None:
@@ -246,10 +247,6 @@ class NonFiniteGuard(Callback):
         if not all(all_finite(p) for p in params.values()):
             raise NonFiniteError("fit model expects finite weights, got NaN or infinity")
         self._snapshot, self._snapshot_epoch = _copy_params(params), run.epoch - 1
-
-    def on_batch_end(self, batch: int, loss: float, run: Run) -> None:
-        if not math.isfinite(loss):
-            self.fail(run, f"the loss became {loss}")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
         params = run.model.params
