@@ -128,6 +128,18 @@ def rejects(path: Path, *fragments: str) -> str:
     return message
 
 
+def rejects_measured(path: Path, *fragments: str) -> tuple[float, int]:
+    """``rejects``, returning the seconds it took and the peak of traced allocations (bytes)."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        rejects(path, *fragments)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return time.perf_counter() - started, peak
+
+
 def temp_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
 
@@ -507,14 +519,8 @@ def test_npz_and_zip_bombs_are_refused_without_inflating(tmp_path: Path) -> None
             archive.writestr(f"arr_{i}.npy", b"\x00" * (16 << 20))  # 48 MiB inflated
     bomb.write_bytes(buffer.getvalue())
     assert bomb.stat().st_size < 1 << 20
-    tracemalloc.start()
-    started = time.perf_counter()
-    try:
-        rejects(bomb, "zip")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert time.perf_counter() - started < 1.0
+    seconds, peak = rejects_measured(bomb, "zip")
+    assert seconds < 1.0
     assert peak < 4 << 20
     npz = tmp_path / "weights.npz"
     np.savez(npz, W=np.ones((3, 3)))
@@ -695,26 +701,15 @@ def test_huge_declared_shape_fails_fast_without_allocating(saved: Path, tmp_path
     e["shape"] = shape
     e["nbytes"] = int(np.prod(shape, dtype=object)) * 4
     path = signed(tmp_path / "huge.jacnet", header, data)
-    tracemalloc.start()
-    started = time.perf_counter()
-    try:
-        rejects(path, "far larger than the file")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert time.perf_counter() - started < 0.5
+    seconds, peak = rejects_measured(path, "far larger than the file")
+    assert seconds < 0.5
     assert peak < 1 << 20
 
 
 def test_huge_layer_config_cannot_make_the_loader_allocate(saved: Path, tmp_path: Path) -> None:
     header, data = split(saved)
     header["layers"][0]["config"].update(in_features=2**30, out_features=2**30)
-    tracemalloc.start()
-    try:
-        rejects(signed(tmp_path / "wide.jacnet", header, data), "expects shape")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, peak = rejects_measured(signed(tmp_path / "wide.jacnet", header, data), "expects shape")
     assert peak < 1 << 20
 
 
