@@ -7,12 +7,21 @@ expected and what was received.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from jacnet.errors import JacnetTypeError, JacnetValueError, NonFiniteError, ShapeError
+from jacnet.errors import (
+    JacnetTypeError,
+    JacnetValueError,
+    JacobianTooLargeError,
+    NonFiniteError,
+    ShapeError,
+)
 
 FloatArray = NDArray[np.floating[Any]]
 
@@ -178,3 +187,33 @@ def overflow_message(name: str, X: FloatArray) -> str:
     largest = float(np.max(np.abs(X))) if X.size else 0.0
     return (f"{name} expects inputs that the network maps to finite values, got inputs up to "
             f"|x| = {largest:.3g} whose outputs overflow to NaN or infinity (standardise X?)")
+
+
+#: Largest expanded Jacobian materialised unless a caller raises the limit (80 MB in float64).
+MAX_JACOBIAN_ENTRIES = 10_000_000
+
+_jacobian_limit: ContextVar[int] = ContextVar("jacnet_jacobian_limit", default=MAX_JACOBIAN_ENTRIES)
+
+
+@contextmanager
+def jacobian_limit(max_entries: int) -> Iterator[None]:
+    """Within the block, :func:`check_jacobian_size` refuses more than ``max_entries`` entries."""
+    token = _jacobian_limit.set(max_entries)
+    try:
+        yield
+    finally:
+        _jacobian_limit.reset(token)
+
+
+def check_jacobian_size(out_shape: tuple[int, ...], in_shape: tuple[int, ...], where: str) -> None:
+    """Refuse, from the shapes alone and before anything is built, an expanded Jacobian
+    ``out_shape + in_shape`` larger than the current limit (``JacobianTooLargeError``)."""
+    limit = _jacobian_limit.get()
+    out_size, in_size = math.prod(out_shape), math.prod(in_shape)
+    entries = out_size * in_size
+    if entries > limit:
+        raise JacobianTooLargeError(
+            f"{where} expects an expanded Jacobian of at most max_entries={limit:,} entries, got "
+            f"shape {tuple(out_shape) + tuple(in_shape)}: {out_size:,} x {in_size:,} = {entries:,} "
+            f"entries ({entries * 8 / 2**20:,.1f} MiB in float64); use a smaller batch or layer, "
+            "or raise max_entries")

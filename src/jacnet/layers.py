@@ -3,24 +3,31 @@ expanded Jacobian built from the lecture's per-entry derivatives.
 
 The contract every layer follows (and a user's own layer can follow too):
 
-- ``Y = layer.forward(X)`` (or ``layer(X)``) caches only what ``backward`` needs.
-- ``dX = layer.backward(dY)`` reads that cache, writes ``layer.grads[k]`` for every
-  ``layer.params[k]`` (same keys, same shapes) and returns ``dX``. It never writes into ``dY``
-  and never accumulates: a second call gives bitwise the same result.
+- ``Y = layer.forward(X)`` (or ``layer(X)``) computes ``Y`` and keeps what ``backward`` needs.
+- ``dX = layer.backward(dY)`` reads what forward kept, writes ``layer.grads[k]`` for every
+  ``layer.params[k]`` (same keys, same shapes; in place or by assigning a new array) and returns
+  ``dX``. It never writes into ``dY`` and never accumulates: a second call gives the same result.
+- ``layer.backward_params(dY)`` (optional) fills ``grads`` without computing ``dX``; a network
+  calls it on its first layer, whose ``dX`` nobody reads, unless the layer overrides ``backward``
+  below the class that defines ``backward_params`` (then ``backward`` runs: what you wrote runs).
 - ``layer.jacobian(X, wrt)`` returns the expanded Jacobian ``∂Y/∂A`` of shape
   ``Y.shape + A.shape``, built from per-entry formulas, independently of ``backward``.
+- ``layer.training`` (set by ``train()`` / ``eval()``) selects training or inference behaviour
+  (dropout, batch statistics); ``config()`` returns the constructor arguments.
 
-Inputs are checked where they enter: a built-in layer's ``forward`` and ``backward`` check
-their argument, then run the formula in ``_forward`` / ``_backward``. A ``Sequential`` checks
-only what enters the network and calls ``_forward`` / ``_backward`` inside, where every array
-is one the previous layer made (a user's layer, which need not define them, gets its own
-``forward`` / ``backward``).
-
-All layers take a batch ``X`` of shape ``(N, features)``.
+A network (:class:`~jacnet.Sequential`), ``fit``, ``predict``, ``evaluate`` and the checks call
+exactly these public methods, so a subclass's override runs everywhere. Nothing a caller can
+reach is kept by reference: a built-in layer copies an input it must keep, unless the array is
+one jacnet made itself for this call (see :func:`handed_over`), and keeps only arrays of its
+own otherwise. Under :func:`inference_mode` (how ``predict`` and ``evaluate`` run) built-in
+layers keep nothing at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -28,17 +35,91 @@ from numpy.typing import DTypeLike
 
 from jacnet._validation import (
     FloatArray,
+    all_finite,
     as_float_array,
     as_rng,
+    check_jacobian_size,
     check_positive_int,
     check_real,
     check_same_shape,
 )
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
 
-__all__ = ["Affine", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["Affine", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "handed_over",
+           "inference_mode", "is_recording"]
 
 INITS = ("he", "glorot", "zeros")
+
+# The id of the one array jacnet itself made for the layer call in progress (0: none). A
+# network hands each layer the previous layer's fresh output this way, and fit its own batch
+# buffer: nobody else holds such an array, so a layer may keep it without a copy and skip the
+# checks of what a caller passes (the network checks its own output instead).
+_handed: ContextVar[int] = ContextVar("jacnet_handed_over", default=0)
+# False inside inference_mode(): layers keep nothing for backward.
+_recording: ContextVar[bool] = ContextVar("jacnet_recording", default=True)
+
+
+@contextmanager
+def handed_over(A: Any) -> Iterator[None]:
+    """Within the block, layers may treat ``A`` as theirs: keep it without copying, skip its checks.
+
+    Only for an array that jacnet made for this call and that nobody else holds or changes
+    until backward (a network's intermediate outputs, ``fit``'s batch buffer).
+    """
+    token = _handed.set(id(A))
+    try:
+        yield
+    finally:
+        _handed.reset(token)
+
+
+def is_handed_over(A: Any) -> bool:
+    """True when ``A`` is the array :func:`handed_over` vouches for."""
+    return id(A) == _handed.get()
+
+
+@contextmanager
+def inference_mode() -> Iterator[None]:
+    """Within the block, built-in layers and losses keep nothing for ``backward``.
+
+    ``predict`` and ``evaluate`` run in it (on shallow copies of the layers), so inference
+    between a ``forward`` and its ``backward`` leaves the training state as it was.
+    """
+    token = _recording.set(False)
+    try:
+        yield
+    finally:
+        _recording.reset(token)
+
+
+def is_recording() -> bool:
+    """False inside :func:`inference_mode`."""
+    return _recording.get()
+
+
+def private(A: FloatArray, original: Any) -> FloatArray:
+    """``A`` if nobody but jacnet can change it, else a copy: what a layer keeps for backward.
+
+    ``A`` is the checked form of ``original`` (the caller's argument). A conversion already
+    made a new array; an array handed over by the network is jacnet's own.
+    """
+    if is_handed_over(original):
+        return A
+    if A is original or (isinstance(original, np.ndarray) and np.may_share_memory(A, original)):
+        return A.copy()
+    return A
+
+
+def _owner(cls: type, name: str) -> type:
+    """The class in ``cls``'s MRO that defines method ``name``."""
+    return next(c for c in cls.__mro__ if name in c.__dict__)
+
+
+def uses_backward_params(layer: Layer) -> bool:
+    """True when ``layer.backward_params`` is at least as specific as its ``backward``: a subclass
+    that overrides only ``backward`` gets its ``backward`` called, never a parent's shortcut."""
+    cls = type(layer)
+    return issubclass(_owner(cls, "backward_params"), _owner(cls, "backward"))
 
 
 class Layer:
@@ -50,17 +131,23 @@ class Layer:
         Trainable arrays, by name. Optimizers update them in place.
     grads : dict[str, ndarray]
         ``∂J/∂params[k]`` after ``backward``, same keys and shapes as ``params``.
+    training : bool
+        Training (True, the default) or inference behaviour; see :meth:`train`, :meth:`eval`.
     """
+
+    #: Ranks of ``X`` the layer accepts (the batch axis included).
+    input_ndim: tuple[int, ...] = (2,)
 
     def __init__(self) -> None:
         self.params: dict[str, FloatArray] = {}
         self.grads: dict[str, FloatArray] = {}
+        self.training = True
 
     def __call__(self, X: Any) -> FloatArray:
         return self.forward(X)
 
     def forward(self, X: Any) -> FloatArray:
-        """Compute ``Y`` from ``X`` of shape ``(N, in)`` and cache what backward needs."""
+        """Compute ``Y`` from ``X`` (batch first) and keep what backward needs."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(X)")
 
     def backward(self, dY: Any) -> FloatArray:
@@ -74,17 +161,6 @@ class Layer:
         """
         self.backward(dY)
 
-    # What a Sequential calls between its layers: the arrays are already checked.
-
-    def _forward(self, X: FloatArray) -> FloatArray:
-        return self.forward(X)
-
-    def _backward(self, dY: FloatArray) -> FloatArray:
-        return self.backward(dY)
-
-    def _backward_params(self, dY: FloatArray) -> None:
-        self.backward_params(dY)
-
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         """Expanded Jacobian ``∂Y/∂A`` of shape ``Y.shape + A.shape`` for ``A`` = X or a param."""
         raise NotImplementedError(
@@ -92,9 +168,58 @@ class Layer:
             "check_gradients then compares backward with finite differences only"
         )
 
+    def train(self, mode: bool = True) -> Layer:
+        """Set training (``mode=True``) or inference behaviour; returns the layer."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise JacnetTypeError(f"{type(self).__name__}.train mode expects a bool, got {mode!r}")
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Layer:
+        """Inference behaviour (``training = False``); returns the layer."""
+        return self.train(False)
+
+    def clear(self) -> None:
+        """Forget what forward kept for backward (``fit`` calls it when training ends).
+
+        Built-in layers drop their saved arrays; a layer of your own that keeps arrays can
+        override this to drop them too.
+        """
+
+    def fix_randomness(self) -> None:
+        """Make forward deterministic from now on (reuse the last random draw, e.g. a dropout
+        mask), so finite differences see one function. A no-op for deterministic layers."""
+
+    def astype(self, dtype: DTypeLike) -> Layer:
+        """Cast the parameters (and gradients) to ``dtype`` in place; returns the layer.
+
+        ``check_gradients`` uses it on a copy to compare in float64. A layer with other
+        dtype-bound state overrides it (and calls ``super().astype``).
+        """
+        dtype = np.dtype(dtype)
+        for name, p in list(self.params.items()):
+            self.params[name] = p.astype(dtype)
+        for name, g in list(self.grads.items()):
+            self.grads[name] = g.astype(dtype)
+        if isinstance(getattr(self, "dtype", None), np.dtype):
+            self.dtype = dtype
+        self.clear()
+        return self
+
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (JSON-serialisable); see ``jacnet.io``."""
         return {}
+
+    @classmethod
+    def param_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+        """``{name: (shape, dtype name)}`` of the parameters a layer built from ``config`` has,
+        computed without building it (``jacnet.load`` checks a file against it first)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """A layer built from ``config()``'s output, ready for its parameters to be loaded."""
+        return cls(**config)
 
     @property
     def n_params(self) -> int:
@@ -107,23 +232,26 @@ class Layer:
     # Helpers for subclasses -------------------------------------------------------------
 
     def _input(self, X: Any, dtype: DTypeLike | None = None) -> FloatArray:
-        return as_float_array(X, f"{type(self).__name__}.forward X", ndim=2, dtype=dtype,
-                              min_features=1)
+        """``X`` checked (rank, numbers, finite) and cast to ``dtype``; an array handed over by
+        the network is jacnet's own and already fits."""
+        if is_handed_over(X) and (dtype is None or X.dtype == dtype):
+            return X  # type: ignore[no-any-return]
+        return as_float_array(X, f"{type(self).__name__}.forward X", ndim=self.input_ndim,
+                              dtype=dtype, min_features=1)
 
-    def _upstream(self, dY: Any, cached: FloatArray | None) -> tuple[FloatArray, FloatArray]:
-        """Check that forward ran and that ``dY`` has the output's shape; return ``dY, cached``."""
+    def _upstream(self, dY: Any, saved: Any, shape: tuple[int, ...]) -> FloatArray:
+        """``dY`` checked against the output's ``shape``; ``saved`` is what forward kept
+        (``None``: forward has not run in training, or ran under inference_mode)."""
         name = type(self).__name__
-        if cached is None:
+        if saved is None:
             raise ForwardNotCalledError(
-                f"{name}.backward expects forward to have been called first, got no cached input"
-            )
-        dY = as_float_array(dY, f"{name}.backward dY", ndim=None, dtype=cached.dtype)
-        check_same_shape(dY, f"{name}.backward dY", self._output_shape(cached))
-        return dY, cached
-
-    def _output_shape(self, cached: FloatArray) -> tuple[int, ...]:
-        # The cached array has the output's shape for every built-in but Affine.
-        return cached.shape
+                f"{name}.backward expects forward to have been called first (outside "
+                "inference_mode), got nothing saved by forward")
+        if is_handed_over(dY):
+            return dY  # type: ignore[no-any-return]
+        dY = as_float_array(dY, f"{name}.backward dY", ndim=None, dtype=getattr(saved, "dtype", None))
+        check_same_shape(dY, f"{name}.backward dY", shape)
+        return dY
 
     def _check_wrt(self, wrt: str) -> None:
         names = ("X", *self.params)
@@ -133,35 +261,41 @@ class Layer:
             )
 
 
-class _BuiltIn(Layer):
-    """A built-in layer: checks in ``forward``/``backward``, the formulas in ``_forward``/
-    ``_backward``, and what backward needs in ``_cache`` (``None`` before forward)."""
+class _Builtin(Layer):
+    """A built-in layer: keeps what backward needs in ``_saved`` (``None`` before forward)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache: FloatArray | None = None
+        self._saved: Any = None
 
-    def forward(self, X: Any) -> FloatArray:
-        return self._forward(self._input(X))
+    def clear(self) -> None:
+        self._saved = None
 
-    def backward(self, dY: Any) -> FloatArray:
-        return self._backward(self._upstream(dY, self._cache)[0])
+    def _keep(self, saved: Any) -> None:
+        """Keep ``saved`` for backward, unless under inference_mode (then touch nothing)."""
+        if is_recording():
+            self._saved = saved
 
-    def _forward(self, X: FloatArray) -> FloatArray:
-        raise NotImplementedError
+    def _upstream_for(self, dY: Any) -> FloatArray:
+        return self._upstream(dY, self._saved, () if self._saved is None else self._output_shape())
 
-    def _backward(self, dY: FloatArray) -> FloatArray:
-        raise NotImplementedError
-
-    def _cached(self) -> FloatArray:
-        if self._cache is None:  # reached only through a network whose forward failed half-way
-            raise ForwardNotCalledError(
-                f"{type(self).__name__}.backward expects forward to have been called first"
-            )
-        return self._cache
+    def _output_shape(self) -> tuple[int, ...]:
+        # The saved array has the output's shape for every built-in but Affine.
+        return tuple(self._saved.shape)
 
 
-class Affine(_BuiltIn):
+def _float_dtype(dtype: Any, name: str) -> np.dtype[Any]:
+    """float32 or float64: the dtypes jacnet computes, saves and checks in."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as exc:
+        raise JacnetTypeError(f"{name} expects float32 or float64, got {dtype!r}") from exc
+    if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise JacnetTypeError(f"{name} expects float32 or float64, got {resolved}")
+    return resolved
+
+
+class Affine(_Builtin):
     """The affine layer ``Z = X W + bᵀ``.
 
     Parameters
@@ -173,8 +307,9 @@ class Affine(_BuiltIn):
         ``"zeros"``: all zero. ``b`` starts at zero.
     rng : numpy.random.Generator or int or None
         Source of the initial weights; never the global NumPy state.
-    dtype : floating dtype
-        The dtype of ``W``, ``b`` and of everything the layer computes (float32 default).
+    dtype : {float32, float64}
+        The dtype of ``W``, ``b`` and of everything the layer computes (float32 default). An
+        input of another dtype is cast to it.
 
     Notes
     -----
@@ -199,12 +334,7 @@ class Affine(_BuiltIn):
         self.out_features = check_positive_int(out_features, "Affine out_features")
         if init not in INITS:
             raise JacnetValueError(f"Affine init expects one of {INITS}, got {init!r}")
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError as exc:
-            raise JacnetTypeError(f"Affine dtype expects a floating dtype, got {dtype!r}") from exc
-        if self.dtype.kind != "f":
-            raise JacnetTypeError(f"Affine dtype expects a floating dtype, got {self.dtype}")
+        self.dtype = _float_dtype(dtype, "Affine dtype")
         self.init = init
         generator = as_rng(rng, "Affine rng")
         n_in, n_out = self.in_features, self.out_features
@@ -226,41 +356,46 @@ class Affine(_BuiltIn):
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "dtype": self.dtype.name}
 
-    def _input(self, X: Any, dtype: DTypeLike | None = None) -> FloatArray:
-        return super()._input(X, self.params["W"].dtype)  # the width: in _forward and jacobian
+    @classmethod
+    def param_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+        n_in, n_out, dtype = config["in_features"], config["out_features"], str(config["dtype"])
+        return {"W": ((n_in, n_out), dtype), "b": ((n_out,), dtype)}
 
-    def _check_width(self, X: FloatArray) -> FloatArray:
-        if X.shape[1] != self.in_features:
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config, init="zeros")
+
+    def _checked(self, X: Any) -> FloatArray:
+        A = self._input(X, self.params["W"].dtype)
+        if A.shape[1] != self.in_features:
             raise ShapeError(
                 f"Affine({self.in_features}, {self.out_features}).forward X expects "
-                f"shape (N, {self.in_features}), got {X.shape}"
+                f"shape (N, {self.in_features}), got {A.shape}"
             )
-        return X
+        return A
 
-    def _forward(self, X: FloatArray) -> FloatArray:
+    def forward(self, X: Any) -> FloatArray:
         """``Z = X W + bᵀ``: ``(N, in) @ (in, out) + (out,) -> (N, out)``."""
-        # The width is checked here too: in a network it is where two layers fail to fit. A
-        # network may mix float32 and float64 layers: each computes in its own dtype.
-        X = self._check_width(X).astype(self.params["W"].dtype, copy=False)
-        self._cache = X
-        Z = X @ self.params["W"]
+        A = self._checked(X)
+        Z = A @ self.params["W"]
         Z += self.params["b"]
+        self._keep(private(A, X))
         return Z
 
-    def _output_shape(self, cached: FloatArray) -> tuple[int, ...]:
-        return (cached.shape[0], self.out_features)
+    def _output_shape(self) -> tuple[int, ...]:
+        return (self._saved.shape[0], self.out_features)
 
-    def _backward(self, dZ: FloatArray) -> FloatArray:
-        """``dX = dZ Wᵀ`` ``(N, in)``; fills ``grads["W"] = Xᵀ dZ`` and ``grads["b"]``."""
-        self._backward_params(dZ)
-        return dZ @ self.params["W"].T
+    def backward(self, dZ: Any) -> FloatArray:
+        """``dX = dZ Wᵀ`` ``(N, in)``; fills ``grads["W"] = Xᵀ dZ`` and ``grads["b"]`` through
+        :meth:`backward_params`."""
+        checked = self._upstream_for(dZ)
+        self.backward_params(checked)
+        return checked @ self.params["W"].T
 
     def backward_params(self, dZ: Any) -> None:
         """``dW = Xᵀ dZ`` ``(in, out)`` and ``db = sum(dZ, axis=0)`` ``(out,)``, without dX."""
-        self._backward_params(self._upstream(dZ, self._cache)[0])
-
-    def _backward_params(self, dZ: FloatArray) -> None:
-        X = self._cached()
+        dZ = self._upstream_for(dZ)
+        X = self._saved
         N = dZ.shape[0]
         if self._ones.shape[0] < N or self._ones.dtype != dZ.dtype:
             self._ones = np.ones(N, dtype=dZ.dtype)
@@ -278,56 +413,67 @@ class Affine(_BuiltIn):
         - ``wrt="b"``: ``∂z_ij/∂b_l = δ_jl``,       shape ``(N, out, out)``
         """
         self._check_wrt(wrt)
-        X = self._check_width(self._input(X))
-        N = X.shape[0]
+        A = self._checked(X)
+        N = A.shape[0]
         W = self.params["W"]
+        in_shape = A.shape if wrt == "X" else self.params[wrt].shape
+        check_jacobian_size((N, self.out_features), in_shape, "Affine.jacobian")
         delta_N = np.eye(N, dtype=W.dtype)
         delta_out = np.eye(self.out_features, dtype=W.dtype)
         if wrt == "X":
             return np.einsum("ik,lj->ijkl", delta_N, W)
         if wrt == "W":
-            return np.einsum("ik,jl->ijkl", X, delta_out)
+            return np.einsum("ik,jl->ijkl", A, delta_out)
         return np.broadcast_to(delta_out, (N, *delta_out.shape)).copy()
 
 
-class _Elementwise(_BuiltIn):
-    """A parameterless layer ``y_ij = f(x_ij)`` whose Jacobian is diagonal: ``δ_ik δ_jl f'(x_ij)``."""
+class _Elementwise(_Builtin):
+    """A parameterless layer ``y = f(x)`` entry by entry, on inputs of any rank.
 
-    def _derivative(self, X: FloatArray) -> FloatArray:
-        """``f'(x)`` entry by entry."""
+    Forward keeps the derivative ``D = f'(x)`` (an array of its own), so backward is one
+    product, ``dX = dY ⊙ D``; the expanded Jacobian is diagonal, ``f'(x)`` on the diagonal.
+    """
+
+    input_ndim = (1, 2, 3, 4, 5)
+
+    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
+        """``Y = f(X)`` and, when ``derivative``, ``D = f'(X)``."""
         raise NotImplementedError
 
+    def _derivative(self, X: FloatArray) -> FloatArray:
+        """``f'(x)`` entry by entry, from its own formula (the Jacobian's diagonal)."""
+        raise NotImplementedError
+
+    def forward(self, X: Any) -> FloatArray:
+        A = self._input(X)
+        Y, D = self._values(A, is_recording())
+        self._keep(D)
+        return Y
+
+    def backward(self, dY: Any) -> FloatArray:
+        return self._upstream_for(dY) * self._saved
+
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
-        """``∂y_ij/∂x_kl = δ_ik δ_jl f'(x_ij)``, shape ``(N, K, N, K)``."""
+        """``∂y_a/∂x_b = δ_ab f'(x_a)`` over flat indices, shape ``X.shape + X.shape``."""
         self._check_wrt(wrt)
-        X = self._input(X)
-        N, K = X.shape
-        J = np.zeros((N, K, N, K), dtype=X.dtype)
-        i, j = np.meshgrid(np.arange(N), np.arange(K), indexing="ij")
-        J[i, j, i, j] = self._derivative(X)
-        return J
+        A = self._input(X)
+        check_jacobian_size(A.shape, A.shape, f"{type(self).__name__}.jacobian")
+        J = np.zeros((A.size, A.size), dtype=A.dtype)
+        J[np.arange(A.size), np.arange(A.size)] = self._derivative(A).reshape(-1)
+        return J.reshape(A.shape + A.shape)
 
 
 class ReLU(_Elementwise):
     """``y = max(x, 0)``; backward ``dX = dY ⊙ [x > 0]`` (the subgradient 0 at ``x = 0``)."""
 
-    def _forward(self, X: FloatArray) -> FloatArray:
+    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
         # y = x ⊙ [x > 0] with the 0/1 mask in X's dtype, kept for backward: on float32 the
-        # mask and two multiplies cost less than np.maximum and backward's own comparison.
+        # mask and a multiply cost less than np.maximum and backward's own comparison.
         mask = (X > 0).astype(X.dtype)
-        self._cache = mask
-        return X * mask
-
-    def _backward(self, dY: FloatArray) -> FloatArray:
-        return dY * self._cached()
+        return X * mask, mask
 
     def _derivative(self, X: FloatArray) -> FloatArray:
         return (X > 0).astype(X.dtype)
-
-
-def _select(mask: np.ndarray[Any, np.dtype[np.bool_]], A: FloatArray, B: FloatArray) -> FloatArray:
-    """``A`` where ``mask`` else ``B``, exactly, by arithmetic (``np.where`` is slower here)."""
-    return A * mask + B * ~mask
 
 
 class LeakyReLU(_Elementwise):
@@ -343,13 +489,13 @@ class LeakyReLU(_Elementwise):
     def config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
 
-    def _forward(self, X: FloatArray) -> FloatArray:
-        self._cache = X
-        return _select(X > 0, X, X * X.dtype.type(self.negative_slope))
-
-    def _backward(self, dY: FloatArray) -> FloatArray:
-        X = self._cached()
-        return _select(X > 0, dY, dY * dY.dtype.type(self.negative_slope))
+    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
+        # D = 1 where x > 0, else the slope; y = x ⊙ D.
+        slope = X.dtype.type(self.negative_slope)
+        D = (X > 0).astype(X.dtype)
+        D *= 1 - slope
+        D += slope
+        return X * D, D
 
     def _derivative(self, X: FloatArray) -> FloatArray:
         return np.where(X > 0, 1.0, self.negative_slope).astype(X.dtype)
@@ -365,14 +511,9 @@ def sigmoid(X: FloatArray) -> FloatArray:
 class Sigmoid(_Elementwise):
     """``y = σ(x)``; backward ``dX = dY ⊙ y(1 - y)``."""
 
-    def _forward(self, X: FloatArray) -> FloatArray:
+    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
         Y = sigmoid(X)
-        self._cache = Y
-        return Y
-
-    def _backward(self, dY: FloatArray) -> FloatArray:
-        Y = self._cached()
-        return dY * Y * (1 - Y)
+        return Y, (Y * (1 - Y) if derivative else None)
 
     def _derivative(self, X: FloatArray) -> FloatArray:
         S = sigmoid(X)
@@ -382,14 +523,9 @@ class Sigmoid(_Elementwise):
 class Tanh(_Elementwise):
     """``y = tanh(x)``; backward ``dX = dY ⊙ (1 - y²)``."""
 
-    def _forward(self, X: FloatArray) -> FloatArray:
+    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
         Y = np.tanh(X)
-        self._cache = Y
-        return Y
-
-    def _backward(self, dY: FloatArray) -> FloatArray:
-        Y = self._cached()
-        return dY * (1 - Y * Y)
+        return Y, (1 - Y * Y if derivative else None)
 
     def _derivative(self, X: FloatArray) -> FloatArray:
         return 1 - np.tanh(X) ** 2
@@ -403,33 +539,40 @@ def softmax(L: FloatArray) -> FloatArray:
     return E
 
 
-class Softmax(_BuiltIn):
-    """Row-wise softmax of logits ``L (N, K)`` into probabilities ``Ŷ (N, K)``.
+class Softmax(_Builtin):
+    """Softmax over the last axis: logits ``L (N, K)`` into probabilities ``Ŷ (N, K)``.
 
     Its Jacobian, per sample, is ``∂ŷ_a/∂l_b = ŷ_a(1 - ŷ_a)`` on the diagonal and
     ``-ŷ_a ŷ_b`` off it. Backward applies it without building it (the lecture's total
     derivative)::
 
-        dL = Ŷ ⊙ (dŶ - sum(dŶ ⊙ Ŷ, axis=1))
+        dL = Ŷ ⊙ (dŶ - sum(dŶ ⊙ Ŷ, axis=-1))
     """
 
-    def _forward(self, X: FloatArray) -> FloatArray:
-        Y = softmax(X)
-        self._cache = Y
+    input_ndim = (2, 3, 4, 5)
+
+    def forward(self, X: Any) -> FloatArray:
+        Y = softmax(self._input(X))
+        if is_recording():
+            self._keep(Y.copy())  # the caller gets Y; backward reads a copy of its own
         return Y
 
-    def _backward(self, dY: FloatArray) -> FloatArray:
-        Y = self._cached()
-        return Y * (dY - np.sum(dY * Y, axis=1, keepdims=True))
+    def backward(self, dY: Any) -> FloatArray:
+        dY = self._upstream_for(dY)
+        Y = self._saved
+        return Y * (dY - np.sum(dY * Y, axis=-1, keepdims=True))
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
-        """``∂ŷ_ij/∂l_kl = δ_ik ŷ_ij (δ_jl - ŷ_il)``, shape ``(N, K, N, K)``."""
+        """``∂ŷ_ij/∂l_kl = δ_ik ŷ_ij (δ_jl - ŷ_il)`` (``i`` over every axis but the last),
+        shape ``X.shape + X.shape``."""
         self._check_wrt(wrt)
-        Y = softmax(self._input(X))
-        N, K = Y.shape
-        delta_N = np.eye(N, dtype=Y.dtype)
-        delta_K = np.eye(K, dtype=Y.dtype)
-        # ŷ_ij δ_jl - ŷ_ij ŷ_il for each sample i: a dense K×K block on the diagonal.
-        block = np.einsum("ij,jl->ijl", Y, delta_K) - np.einsum("ij,il->ijl", Y, Y)
-        return np.einsum("ik,ijl->ijkl", delta_N, block)
-
+        A = self._input(X)
+        check_jacobian_size(A.shape, A.shape, "Softmax.jacobian")
+        K = A.shape[-1]
+        Y = softmax(A).reshape(-1, K)
+        M = Y.shape[0]
+        # ŷ_ij δ_jl - ŷ_ij ŷ_il for each row i: a dense K×K block on the diagonal.
+        block = np.einsum("ij,jl->ijl", Y, np.eye(K, dtype=Y.dtype)) - np.einsum("ij,il->ijl", Y, Y)
+        J = np.zeros((M, K, M, K), dtype=Y.dtype)
+        J[np.arange(M), :, np.arange(M), :] = block
+        return J.reshape(A.shape + A.shape)

@@ -21,15 +21,37 @@ from jacnet._validation import (
     all_finite,
     as_float_array,
     as_rng,
+    check_jacobian_size,
     check_positive_int,
     describe,
     overflow_message,
 )
 from jacnet.errors import JacnetTypeError, JacnetValueError, NonFiniteError
-from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid, softmax
+from jacnet.layers import (
+    Affine,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    _handed,
+    _owner,
+    inference_mode,
+    sigmoid,
+    softmax,
+    uses_backward_params,
+)
 from jacnet.losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
+from jacnet.metrics import is_classification
 
 __all__ = ["ACTIVATIONS", "Sequential", "build_mlp"]
+
+
+def _makes_fresh(layer: Layer, method: str) -> bool:
+    """True when ``layer.<method>`` is jacnet's own code, which returns a new array that it
+    keeps no reference to: the network may hand that array to the next layer as jacnet's."""
+    return _owner(type(layer), method).__module__.startswith("jacnet.")
 
 #: Activation names accepted by :func:`build_mlp` (and the command line).
 ACTIVATIONS: dict[str, type[Layer]] = {
@@ -79,41 +101,95 @@ class Sequential:
         return self.forward(X)
 
     def forward(self, X: Any) -> FloatArray:
-        """Run every layer's forward in order; ``(N, in) -> (N, out)``.
+        """Run every layer's ``forward`` in order; ``(N, ...) -> (N, out)``.
 
-        ``X`` is checked once, by the first layer; the layers after it get arrays that the
-        network made itself (see :mod:`jacnet.layers`). A value that overflows on the way
-        reaches the output as ``inf`` or ``NaN``; the network then runs again with every
-        layer's checks, so the error names the layer that received it.
+        Each layer's own ``forward`` runs, overrides included. The first layer checks ``X``;
+        a built-in layer's fresh output is handed to the next layer as jacnet's own array
+        (no copy, no second check), a user's layer's output is checked like any input. A value
+        that overflows on the way reaches the output as ``inf`` or ``NaN``; the network then
+        runs again with every layer checking its input, so the error names the layer that
+        received it.
         """
-        first, *rest = self.layers
-        A = first.forward(X)
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
-            for layer in rest:
-                A = layer._forward(A)
-        if rest and not all_finite(A):
-            for layer in self.layers:  # again, each layer checking its input: raises at the culprit
-                X = layer.forward(X)
+        return self._run(self.layers, X)
+
+    def _run(self, layers: list[Layer], X: Any) -> FloatArray:
+        A = self._chain(layers, X, hand_over=True)
+        if len(layers) > 1 and not all_finite(A):
+            self._chain(layers, X, hand_over=False)  # raises at the culprit, if a layer saw it
+        return A
+
+    @staticmethod
+    def _chain(layers: list[Layer], X: Any, *, hand_over: bool) -> FloatArray:
+        A = X
+        token = _handed.set(_handed.get())  # the caller's hand-over (fit's batch) reaches layer 0
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported above
+                for i, layer in enumerate(layers):
+                    if i:
+                        _handed.set(id(A) if hand_over and _makes_fresh(layers[i - 1], "forward")
+                                    else 0)
+                    A = layer.forward(A)
+        finally:
+            _handed.reset(token)
         return A
 
     def backward(self, dY: Any, *, input_grad: bool = True) -> FloatArray | None:
-        """Run every layer's backward in reverse and return ``dX``, ``(N, in)``.
+        """Run every layer's ``backward`` in reverse and return ``dX``, ``(N, in)``.
 
         With ``input_grad=False`` nobody reads ``dX``: the first layer with parameters fills its
-        ``grads`` but skips its ``dX`` (a whole matrix product for an affine layer), the
-        parameterless layers before it are skipped, and ``None`` is returned.
+        ``grads`` through ``backward_params`` (an affine layer then skips the product
+        ``dZ Wᵀ``), unless it overrides ``backward`` alone, the parameterless layers before it
+        are skipped, and ``None`` is returned.
         """
-        last = len(self.layers) - 1
+        layers = self.layers
+        last = len(layers) - 1
         first = 0 if input_grad else next(
-            (i for i, layer in enumerate(self.layers) if layer.params), last + 1)
-        for i in range(last, first - 1, -1):
-            layer = self.layers[i]
-            # dY enters at the last layer, which checks it; the others get the network's dX.
-            if not input_grad and i == first:
-                (layer.backward_params if i == last else layer._backward_params)(dY)
-            else:
-                dY = layer.backward(dY) if i == last else layer._backward(dY)
+            (i for i, layer in enumerate(layers) if layer.params), last + 1)
+        token = _handed.set(_handed.get())
+        try:
+            for i in range(last, first - 1, -1):
+                layer = layers[i]
+                if i < last:  # dY is the next layer's dX: jacnet's own if that layer is built in
+                    _handed.set(id(dY) if _makes_fresh(layers[i + 1], "backward") else 0)
+                if not input_grad and i == first and uses_backward_params(layer):
+                    layer.backward_params(dY)
+                else:
+                    dY = layer.backward(dY)
+        finally:
+            _handed.reset(token)
         return dY if input_grad else None
+
+    # Modes -----------------------------------------------------------------------------------
+
+    @property
+    def training(self) -> bool:
+        """True when every layer is in training mode."""
+        return all(layer.training for layer in self.layers)
+
+    def train(self, mode: bool = True) -> Sequential:
+        """Put every layer in training (``mode=True``) or inference mode; returns the network."""
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def eval(self) -> Sequential:
+        """Inference mode for every layer (dropout off, running statistics); returns the network."""
+        return self.train(False)
+
+    def clear(self) -> None:
+        """Forget what the layers kept for backward (their last inputs)."""
+        for layer in self.layers:
+            layer.clear()
+
+    def inference_layers(self) -> list[Layer]:
+        """Shallow copies of the layers in inference mode: they share the parameters, and
+        nothing a forward keeps reaches the network's own layers (how ``predict`` runs)."""
+        twins = []
+        for layer in self.layers:
+            twin = copy.copy(layer)
+            twin.training = False
+            twins.append(twin)
+        return twins
 
     # Parameters ------------------------------------------------------------------------------
 
@@ -142,8 +218,8 @@ class Sequential:
     @property
     def in_features(self) -> int | None:
         """Input width, when the first layer fixes it."""
-        first = self.layers[0]
-        return first.in_features if isinstance(first, Affine) else None
+        width = getattr(self.layers[0], "in_features", None)
+        return width if isinstance(width, int) else None
 
     @property
     def out_features(self) -> int | None:
@@ -156,15 +232,21 @@ class Sequential:
     # Prediction ------------------------------------------------------------------------------
 
     def predict(self, X: Any, *, batch_size: int = 8192) -> FloatArray:
-        """The network's output for ``X``, computed in batches to bound memory; ``(N, out)``."""
+        """The network's output for ``X`` in inference mode, in batches to bound memory.
+
+        The layers run as :meth:`inference_layers` under :func:`~jacnet.layers.inference_mode`:
+        the training state (what a ``forward`` kept for ``backward``, the layers' modes) is
+        left exactly as it was.
+        """
         batch_size = check_positive_int(batch_size, "Sequential.predict batch_size")
-        X = as_float_array(X, "Sequential.predict X", ndim=2, dtype=self.dtype)
+        X = as_float_array(X, "Sequential.predict X", ndim=None, dtype=self.dtype, min_features=1)
+        layers = self.inference_layers()
         try:  # overflow inside is reported below, not as NumPy RuntimeWarnings
-            with np.errstate(over="ignore", invalid="ignore"):
+            with inference_mode(), np.errstate(over="ignore", invalid="ignore"):
                 if X.shape[0] <= batch_size:
-                    out = self.forward(X)
+                    out = self._run(layers, X)
                 else:
-                    out = np.concatenate([self.forward(X[i:i + batch_size])
+                    out = np.concatenate([self._run(layers, X[i:i + batch_size])
                                           for i in range(0, X.shape[0], batch_size)])
         except NonFiniteError as exc:  # a layer saw an overflowed value: say which input did it
             raise NonFiniteError(overflow_message("Sequential.predict X", X)) from exc
@@ -179,6 +261,10 @@ class Sequential:
         :class:`Sigmoid` (or its loss takes probabilities); otherwise they are read as logits,
         as trained with ``SoftmaxCrossEntropy`` or ``SigmoidBinaryCrossEntropy``.
         """
+        if self.loss is not None and not is_classification(self.loss):
+            raise JacnetValueError(
+                f"Sequential.predict_proba expects a classifier (trained with a cross-entropy "
+                f"loss), got a model trained with {type(self.loss).__name__}; use predict")
         out = self.predict(X, batch_size=batch_size)
         already = isinstance(self.layers[-1], (Softmax, Sigmoid)) or isinstance(
             self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy))
@@ -204,14 +290,23 @@ class Sequential:
         if wrt not in names:
             raise JacnetValueError(f"Sequential.jacobian wrt expects one of {names}, got {wrt!r}")
         start, name = (0, "X") if wrt == "X" else (int(wrt.split(".")[0]), wrt.split(".", 1)[1])
-        chain = copy.deepcopy(self.layers)  # forward fills caches; leave the caller's alone
-        inputs = []
+        chain = copy.deepcopy(self.layers)  # forward keeps arrays; leave the caller's alone
+        inputs, outputs = [], []
         for layer in chain:
             inputs.append(X)
             X = layer.forward(X)
+            layer.fix_randomness()
+            outputs.append(X)
+        # Every intermediate product is refused from its shapes before anything is built.
+        target = inputs[0].shape if wrt == "X" else chain[start].params[name].shape
+        check_jacobian_size(outputs[start].shape, target, "Sequential.jacobian")
+        for l in range(start + 1, len(chain)):
+            check_jacobian_size(outputs[l].shape, inputs[l].shape, f"Sequential.jacobian layer {l}")
+            check_jacobian_size(outputs[l].shape, target, "Sequential.jacobian")
         J = chain[start].jacobian(inputs[start], name)
         for layer, A in zip(chain[start + 1:], inputs[start + 1:], strict=True):
-            J = np.tensordot(layer.jacobian(A, "X"), J, axes=2)
+            J_layer = layer.jacobian(A, "X")
+            J = np.tensordot(J_layer, J, axes=np.ndim(A))
         return J
 
     # Presentation ----------------------------------------------------------------------------
