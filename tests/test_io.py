@@ -372,7 +372,10 @@ def test_user_defined_loss_and_optimizer_are_refused(tmp_path: Path) -> None:
 
 
 def test_unsaveable_parameters_are_refused(tmp_path: Path) -> None:
-    half = Sequential([Affine(2, 2, rng=0, dtype=np.float16)])
+    with pytest.raises(JacnetTypeError, match="Affine dtype expects float32 or float64, got float16"):
+        Affine(2, 2, rng=0, dtype=np.float16)
+    half = Sequential([Affine(2, 2, rng=0)])
+    half.layers[0].params["W"] = half.layers[0].params["W"].astype(np.float16)
     with pytest.raises(JacnetTypeError, match="float32 or float64"):
         save(half, tmp_path / "m")
     broken = small_model()

@@ -368,7 +368,7 @@ def test_cce_at_exact_zero_is_clipped(dtype: Any) -> None:
 P23 = np.full((2, 3), 1 / 3)
 
 BAD_LOSS_INPUT: list[Case] = [
-    ("mse-N-vs-N1", lambda: MeanSquaredError().forward(np.ones((3, 1)), np.ones(3)), ShapeError,
+    ("mse-N-vs-N2", lambda: MeanSquaredError().forward(np.ones((3, 2)), np.ones(3)), ShapeError,
      ValueError, "target"),
     ("mse-transposed", lambda: MeanSquaredError().forward(np.ones((2, 3)), np.ones((3, 2))),
      ShapeError, ValueError, "target"),
@@ -439,5 +439,5 @@ def test_label_errors_say_what_was_expected_and_received() -> None:
     assert "CategoricalCrossEntropy target" in message
     assert "[0, 2]" in message and "3" in message
     with pytest.raises(ShapeError) as shape_info:
-        MeanSquaredError().forward(np.ones((3, 1)), np.ones(3))
-    assert "(3, 1)" in str(shape_info.value) and "(3,)" in str(shape_info.value)
+        MeanSquaredError().forward(np.ones((3, 2)), np.ones(3))
+    assert "(3, 2)" in str(shape_info.value) and "(3,)" in str(shape_info.value)

@@ -37,11 +37,16 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
         """After the epoch's metrics are in ``logs``."""
 
+    def after_epoch(self, epoch: int, logs: dict[str, float], run: Run) -> None:
+        """After every callback's ``on_epoch_end``: the epoch's state is final (checkpoints are
+        written here, so they hold every callback's state of this epoch, whatever the order)."""
+
     def on_train_end(self, run: Run) -> None:
         """After the last epoch, or after a callback stopped training."""
 
     def state(self) -> dict[str, Any]:
-        """JSON-serialisable state that a checkpoint keeps, so a resumed run continues it."""
+        """State that a checkpoint keeps, so a resumed run continues it: JSON data, with NumPy
+        float arrays allowed as dict values (``jacnet.save`` stores them as arrays)."""
         return {}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -118,18 +123,25 @@ class EarlyStopping(Callback):
     def on_train_begin(self, run: Run) -> None:
         if self._resumed:  # continue the patience count of the checkpointed run
             self._resumed = False
+            if self.stopped_epoch is not None:  # it had stopped: so does the resumed run
+                run.stop_training = True
             return
         self.best, self.best_epoch, self.stopped_epoch = math.inf, -1, None
         self._wait, self._best_weights = 0, None
 
     def state(self) -> dict[str, Any]:
-        # The best weights themselves are not kept: after a resume, only epochs from then on
-        # can be restored.
-        return {"best": _json_number(self.best), "best_epoch": self.best_epoch, "wait": self._wait}
+        # The best weights too: a resumed run restores the same epoch's weights.
+        return {"best": _json_number(self.best), "best_epoch": self.best_epoch, "wait": self._wait,
+                "stopped_epoch": self.stopped_epoch,
+                "best_weights": None if self._best_weights is None else dict(self._best_weights)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch = _number(state["best"]), int(state["best_epoch"])
-        self._wait, self._best_weights, self.stopped_epoch = int(state["wait"]), None, None
+        self._wait = int(state["wait"])
+        stopped = state.get("stopped_epoch")
+        self.stopped_epoch = None if stopped is None else int(stopped)
+        weights = state.get("best_weights")
+        self._best_weights = None if weights is None else _copy_params(weights)
         self._resumed = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
@@ -209,14 +221,29 @@ class ModelCheckpoint(Callback):
         self.mode = _mode(monitor, mode, "ModelCheckpoint")
         self.best = math.inf
         self.saved_epochs: list[int] = []
+        self._due = False
+        self._resumed = False
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
+        self._due = True
         if self.save_best_only:
             value = _monitored(logs, self.monitor, "ModelCheckpoint")
             score = -value if self.mode == "max" else value
             if score >= self.best:
+                self._due = False
                 return
             self.best = score
+
+    def on_train_begin(self, run: Run) -> None:
+        if self._resumed:  # keep the best score of the checkpointed run
+            self._resumed = False
+            return
+        self.best, self._due = math.inf, False
+
+    def after_epoch(self, epoch: int, logs: dict[str, float], run: Run) -> None:
+        if not self._due:
+            return
+        self._due = False
         from jacnet.io import save
 
         save(run.model, self.path, run.optimizer, training_state=run.training_state())
@@ -227,6 +254,7 @@ class ModelCheckpoint(Callback):
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.best = _number(state["best"])
+        self._resumed = True
 
 
 class NonFiniteGuard(Callback):

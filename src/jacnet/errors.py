@@ -13,6 +13,7 @@ __all__ = [
     "JacnetError",
     "JacnetTypeError",
     "JacnetValueError",
+    "JacnetWarning",
     "JacobianTooLargeError",
     "ModelFileError",
     "NonFiniteError",
@@ -50,3 +51,8 @@ class JacobianTooLargeError(JacnetValueError):
 
 class ModelFileError(JacnetValueError):
     """A model file is missing, truncated, corrupted, hostile or of an unknown format."""
+
+
+class JacnetWarning(UserWarning):
+    """Something jacnet will do, but that is likely not what you meant (e.g. an unfused float32
+    sigmoid + binary cross-entropy, whose gradient vanishes at saturation)."""

@@ -121,6 +121,8 @@ _DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "float64": np.d
 _HEADER_KEYS = frozenset({"format", "format_version", "layers", "loss", "optimizer",
                           "training_state", "arrays"})
 _ARRAY_KEYS = frozenset({"name", "dtype", "shape", "offset", "nbytes"})
+#: In training_state, ``{"__array__": "state/<i>"}`` stands for that array of the file.
+_ARRAY_REF = "__array__"
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,7 @@ def _encode(model: Any, optimizer: Any, training_state: Any
     state_dict = {} if training_state is None else training_state
     if not isinstance(state_dict, dict):
         raise JacnetTypeError(f"save training_state expects a dict or None, got {describe(state_dict)}")
+    state_dict = _split_state_arrays(state_dict, "training_state", arrays)
     _check_json(state_dict, "training_state", 0)
 
     table = []
@@ -274,6 +277,24 @@ def _encode(model: Any, optimizer: Any, training_state: Any
         raise JacnetValueError(f"save expects a header of at most {MAX_HEADER_BYTES} bytes, got "
                                f"{len(raw)} (is training_state very large?)")
     return raw, arrays
+
+
+def _split_state_arrays(value: Any, where: str, arrays: list[tuple[str, FloatArray]]) -> Any:
+    """``value`` with every NumPy array in it replaced by ``{"__array__": "state/<i>"}``, the
+    arrays appended to ``arrays`` (a callback's best weights travel in a checkpoint this way)."""
+    if isinstance(value, np.ndarray) and value.dtype.name in _DTYPES:
+        name = f"state/{sum(1 for n, _ in arrays if n.startswith('state/'))}"
+        _check_saved_array(value, where, value.shape, value.dtype.name)
+        arrays.append((name, value))
+        return {_ARRAY_REF: name}
+    if isinstance(value, dict):
+        if _ARRAY_REF in value:
+            raise JacnetValueError(f"save {where} expects no key {_ARRAY_REF!r} (reserved for "
+                                   "arrays), got one")
+        return {k: _split_state_arrays(v, f"{where}[{k!r}]", arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split_state_arrays(v, f"{where}[{i}]", arrays) for i, v in enumerate(value)]
+    return value
 
 
 def _check_saved_array(A: Any, name: str, shape: tuple[int, ...], dtype_name: str) -> None:
@@ -487,12 +508,14 @@ class _Reader:
         arrays = self._array_table(header, data_start, len(data))
         model = self._build_model(header, arrays, data)
         optimizer = self._build_optimizer(header, arrays, data, model)
-        extra = sorted(set(arrays) - self._used)
-        if extra:
-            self.fail(f"arrays {extra} are not used by the model or optimizer described in the header")
         state = header["training_state"]
         if not isinstance(state, dict):
             self.fail(f"header 'training_state' expects an object, got {_short(state)}")
+        state = self._state_arrays(state, arrays, data, 0)
+        extra = sorted(set(arrays) - self._used)
+        if extra:
+            self.fail(f"arrays {extra} are not used by the model, optimizer or training state "
+                      "described in the header")
         return Checkpoint(model=model, optimizer=optimizer, training_state=state)
 
     # Bytes and container ---------------------------------------------------------------------
@@ -641,6 +664,27 @@ class _Reader:
             self.fail(f"array {name!r} holds NaN or infinite values")
         self._used.add(name)
         return A
+
+    def _state_arrays(self, value: Any, arrays: dict[str, tuple[np.dtype[Any], tuple[int, ...], int, int]],
+                      data: bytes, depth: int) -> Any:
+        """``value`` with each ``{"__array__": name}`` replaced by that ``state/`` array."""
+        if depth > MAX_NESTING:
+            self.fail("its training_state is nested too deeply")
+        if isinstance(value, dict):
+            if _ARRAY_REF in value:
+                name = value[_ARRAY_REF]
+                if len(value) != 1 or not isinstance(name, str) or not name.startswith("state/"):
+                    self.fail(f"training_state holds a malformed array reference {_short(value)}")
+                if name in self._used:
+                    self.fail(f"training_state refers to array {name!r} twice")
+                if name not in arrays:
+                    self.fail(f"array {name!r} is missing")
+                dtype, shape, _, _ = arrays[name]
+                return self._array(arrays, data, name, shape, dtype.name)
+            return {k: self._state_arrays(v, arrays, data, depth + 1) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._state_arrays(v, arrays, data, depth + 1) for v in value]
+        return value
 
     # Model -----------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from jacnet._validation import FloatArray, as_float_array, as_ndarray, check_same_shape
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
-from jacnet.layers import sigmoid, softmax
+from jacnet.layers import is_recording, private, sigmoid, softmax
 
 __all__ = [
     "BinaryCrossEntropy",
@@ -54,8 +54,17 @@ class Loss:
         return f"{type(self).__name__}()"
 
     def forward(self, pred: Any, target: Any) -> float:
-        """Return the loss ``J`` for ``pred (N, K)`` against ``target``; cache both."""
-        return self._cache_and_value(*self._checked(pred, target))
+        """Return the loss ``J`` for ``pred (N, K)`` against ``target``; keep both for backward.
+
+        What is kept is the loss's own: an array the caller passed is copied (``N×K``, cheap),
+        so changing ``pred`` or ``target`` afterwards cannot change the gradient.
+        """
+        P, T = self._checked(pred, target)
+        return self._cache_and_value(private(P, pred), private(T, target))
+
+    def clear(self) -> None:
+        """Forget the prediction and target kept for backward (``fit`` calls it at the end)."""
+        self._pred = self._target = None
 
     def backward(self) -> FloatArray:
         """Return ``∂J/∂pred``, shape ``(N, K)``, from what ``forward`` cached."""
@@ -97,16 +106,20 @@ class Loss:
         ``fit`` converts every target once, up front, and passes each batch's rows here: the
         prediction is still checked, the per-step target conversion is not repeated.
         """
-        return self._cache_and_value(self._check_pred(pred), T)
+        return self._cache_and_value(private(self._check_pred(pred), pred), T)
 
     def _cache_and_value(self, P: FloatArray, T: Any) -> float:
-        self._pred, self._target = P, T
+        if is_recording():
+            self._pred, self._target = P, T
         return float(self._value(P, T))
 
     def _target_for(self, P: FloatArray, target: Any) -> Any:
-        """Default: a target of exactly the prediction's shape, cast to its dtype."""
+        """Default: a target of the prediction's shape, cast to its dtype; ``(N,)`` is accepted
+        for a single-output prediction ``(N, 1)``, as scikit-learn does."""
         name = f"{type(self).__name__} target"
         T = as_float_array(target, name, ndim=None, dtype=P.dtype)
+        if T.ndim == 1 and P.shape == (T.shape[0], 1):
+            T = T.reshape(-1, 1)
         check_same_shape(T, name, P.shape)
         return T
 
@@ -114,7 +127,8 @@ class Loss:
 def _check_probabilities(A: FloatArray, name: str) -> None:
     if A.size and (A.min() < 0 or A.max() > 1):
         raise JacnetValueError(
-            f"{name} expects probabilities in [0, 1], got values in [{A.min():.6g}, {A.max():.6g}]"
+            f"{name} expects probabilities in [0, 1], got values in "
+            f"[{float(A.min())!r}, {float(A.max())!r}]"
         )
 
 
@@ -256,11 +270,16 @@ class SoftmaxCrossEntropy(_ClassTargets):
         super().__init__()
         self._probabilities: FloatArray | None = None
 
+    def clear(self) -> None:
+        super().clear()
+        self._probabilities = None
+
     def _value(self, P: FloatArray, T: FloatArray) -> float:
         S = P - P.max(axis=1, keepdims=True)  # logits ~1e308 apart: s_k = -inf, e^s_k = 0
         E = np.exp(S)
         sums = E.sum(axis=1, keepdims=True)
-        self._probabilities = E / sums
+        if is_recording():
+            self._probabilities = E / sums
         log_sums = np.log(sums)
         # Σₖ y_k (log Σ e^s - s_k): rows of Y sum to 1.
         value = float(np.sum(T * (log_sums - S)))

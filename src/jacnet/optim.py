@@ -32,6 +32,8 @@ class Optimizer:
         self.iterations = 0
         self._state: dict[str, dict[str, FloatArray]] = {}
         self._scratch: dict[str, FloatArray] = {}
+        # The parameter arrays the state was built on, by name (bound at the next step).
+        self._bound: dict[str, FloatArray] = {}
 
     @property
     def lr(self) -> float:
@@ -68,6 +70,16 @@ class Optimizer:
             if p.shape != g.shape:
                 raise ShapeError(f"{type(self).__name__}.step grads[{name!r}] expects shape "
                                  f"{p.shape}, got {g.shape}")
+            # State belongs to the arrays it was built on: another model's parameters (or a
+            # parameter a layer replaced) would silently inherit moments and step counts.
+            bound = self._bound.get(name)
+            if bound is not None and bound is not p and name in self._state:
+                raise JacnetValueError(
+                    f"{type(self).__name__}.step params[{name!r}] expects the array this "
+                    f"optimizer has been updating, got a different one (another model, or a "
+                    f"layer that replaced its parameter instead of updating it in place); use a "
+                    f"new {type(self).__name__} for each model")
+        self._bound = dict(params)
         self.iterations += 1
         for name, p in params.items():
             self._update(name, p, grads[name])
@@ -116,6 +128,7 @@ class Optimizer:
             restored.setdefault(name, {})[slot] = np.array(arr)
         self.iterations = iterations
         self._state = restored
+        self._bound = {}
 
 
 class SGD(Optimizer):

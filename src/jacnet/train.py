@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +37,20 @@ from jacnet._validation import (
 from jacnet.callbacks import Callback, NonFiniteGuard
 from jacnet.errors import (
     JacnetError,
+    JacnetWarning,
     JacnetTypeError,
     JacnetValueError,
     NonFiniteError,
     ShapeError,
 )
-from jacnet.losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
+from jacnet.layers import Sigmoid, Softmax, handed_over, inference_mode
+from jacnet.losses import (
+    BinaryCrossEntropy,
+    CategoricalCrossEntropy,
+    Loss,
+    SigmoidBinaryCrossEntropy,
+    SoftmaxCrossEntropy,
+)
 from jacnet.metrics import (
     accuracy,
     is_classification,
@@ -195,12 +204,31 @@ def _split(n: int, validation_split: float, seed: int) -> tuple[NDArray[np.intp]
 
 def _batched_outputs(model: Sequential, X: FloatArray, rows: NDArray[np.intp] | None,
                      batch_size: int) -> FloatArray:
+    """The model's outputs in inference mode (see ``Sequential.predict``), batch by batch."""
     n = X.shape[0] if rows is None else rows.shape[0]
+    layers = model.inference_layers()
     parts = []
-    for s in range(0, n, batch_size):
-        Xb = X[s:s + batch_size] if rows is None else np.take(X, rows[s:s + batch_size], axis=0)
-        parts.append(model.forward(Xb))
+    with inference_mode():
+        for s in range(0, n, batch_size):
+            Xb = X[s:s + batch_size] if rows is None else np.take(X, rows[s:s + batch_size], axis=0)
+            parts.append(model._run(layers, Xb))
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _warn_if_unfused(model: Sequential, loss: Loss) -> None:
+    """Say once, as training starts, that an unfused float32 output and loss lose the gradient
+    where the output saturates; the fused loss on logits is exact."""
+    pairs = {Sigmoid: (BinaryCrossEntropy, SigmoidBinaryCrossEntropy),
+             Softmax: (CategoricalCrossEntropy, SoftmaxCrossEntropy)}
+    last = model.layers[-1]
+    for head, (unfused, fused) in pairs.items():
+        if isinstance(last, head) and isinstance(loss, unfused) and model.dtype == np.float32:
+            warnings.warn(
+                f"{head.__name__} followed by {unfused.__name__} in float32: the gradient vanishes "
+                f"where the {head.__name__.lower()} saturates (its output rounds to 0 or 1 and the "
+                f"clipped loss is flat there); {fused.__name__} on the logits is exact for every "
+                f"logit. Drop the final {head.__name__} and train with {fused.__name__}.",
+                JacnetWarning, stacklevel=3)
 
 
 def _scores(model: Sequential, loss: Loss, outputs: FloatArray, y: Any, prefix: str = "") -> dict[str, float]:
@@ -351,10 +379,15 @@ def fit(
         seed = int(state["seed"])
         start_epoch = int(state["epoch"]) + 1
         history = History.from_dict(state["history"])
-        saved = {entry["type"]: entry["state"] for entry in state.get("callbacks", [])}
+        # The k-th callback of a type takes the state of the checkpointed run's k-th callback of
+        # that type: two ModelCheckpoints keep their own, whatever the order of the list.
+        saved: dict[str, list[Any]] = {}
+        for entry in state.get("callbacks", []):
+            saved.setdefault(str(entry.get("type")), []).append(entry.get("state"))
         for c in callbacks:
-            if type(c).__name__ in saved:
-                c.load_state(saved[type(c).__name__])
+            states = saved.get(type(c).__name__)
+            if states:
+                c.load_state(states.pop(0))
     if optimizer is None:
         optimizer = Adam()
     elif not isinstance(optimizer, Optimizer):
@@ -375,18 +408,23 @@ def fit(
     labels = true_labels(y, loss) if classify else None
     # Labels per sample: 1, or K for a multi-label (binary, K outputs) problem.
     label_width = 1 if labels is None or labels.ndim == 1 else labels.shape[1]
-    params, grads = model.params, model.grads
     # The targets were checked and converted once, above; a loss that keeps the Loss contract
     # (its own _value, not its own forward) takes each batch's rows of them as they are.
     prepared = targets is not None and type(loss).forward is Loss.forward
-    # Every batch is gathered into this one array: a fresh (batch, in) array per step costs
-    # page faults once it is large. The network reads it only within its step.
-    batch_buffer = np.empty((min(batch_size, n), X.shape[1]), dtype=X.dtype)
+    # Every batch is gathered into this one array: a fresh (batch, ...) array per step costs
+    # page faults once it is large. It is handed to the network as jacnet's own array (no copy,
+    # no second check): nothing else reads or writes it until the next step's gather.
+    batch_buffer = np.empty((min(batch_size, n), *X.shape[1:]), dtype=X.dtype)
+    _warn_if_unfused(model, loss)
+    modes = [layer.training for layer in model.layers]
+    model.train()
 
     for c in callbacks:
         c.on_train_begin(run)
     try:
         for epoch in range(start_epoch, epochs):
+            if run.stop_training:  # a resumed callback may say the run had already stopped
+                break
             run.epoch = epoch
             for c in callbacks:
                 c.on_epoch_begin(epoch, run)
@@ -408,7 +446,8 @@ def fit(
                 # would only repeat it.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     try:
-                        out = model.forward(Xb)
+                        with handed_over(Xb):
+                            out = model.forward(Xb)
                         value = (loss._forward_prepared(out, targets[rows]) if prepared
                                  else loss.forward(out, y[rows]))
                         finite = math.isfinite(value)
@@ -418,7 +457,8 @@ def fit(
                         guard.fail(run, f"a value became non-finite ({exc})")
                     if not finite:
                         guard.fail(run, f"the loss became {value}")
-                    optimizer.step(params, grads)
+                    # Read every step: a layer may write its grads in place or assign new arrays.
+                    optimizer.step(model.params, model.grads)
                 total += value * rows.shape[0]
                 batch_accuracy = None
                 if labels is not None:
@@ -441,6 +481,9 @@ def fit(
             history.append(epoch, logs)  # before the callbacks, so a checkpoint holds this epoch
             for c in callbacks:
                 c.on_epoch_end(epoch, logs, run)
+            # Every callback's state for this epoch is final: checkpoints are written now.
+            for c in callbacks:
+                c.after_epoch(epoch, logs, run)
             progress.epoch_end(epoch, logs)
             if run.stop_training:
                 break
@@ -448,5 +491,11 @@ def fit(
             c.on_train_end(run)
     finally:
         progress.close()
+        # What the last step kept for backward is training data: a trained model (or a
+        # pickled estimator) must not carry it.
+        model.clear()
+        loss.clear()
+        for layer, mode in zip(model.layers, modes, strict=True):
+            layer.training = mode
     return history
 
