@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -65,17 +66,11 @@ import numpy as np
 
 from jacnet._validation import FloatArray, all_finite, describe
 from jacnet.errors import JacnetError, JacnetTypeError, JacnetValueError, ModelFileError, NonFiniteError
-from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from jacnet.losses import (
-    BinaryCrossEntropy,
-    CategoricalCrossEntropy,
-    Loss,
-    MeanSquaredError,
-    SigmoidBinaryCrossEntropy,
-    SoftmaxCrossEntropy,
-)
+from jacnet.layers import Layer
+from jacnet.losses import Loss
 from jacnet.model import Sequential
-from jacnet.optim import SGD, Adam, Optimizer
+from jacnet.optim import Optimizer
+from jacnet.registry import LAYERS, LOSSES, OPTIMIZERS
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "MAX_HEADER_BYTES", "Checkpoint", "load", "load_checkpoint", "save"]
 
@@ -94,22 +89,10 @@ _DIGEST_BYTES = 32
 _CHUNK = 1 << 20
 _MAX_NDIM = 8
 
-_LAYERS: dict[str, type[Layer]] = {
-    "Affine": Affine,
-    "ReLU": ReLU,
-    "LeakyReLU": LeakyReLU,
-    "Sigmoid": Sigmoid,
-    "Tanh": Tanh,
-    "Softmax": Softmax,
-}
-_LOSSES: dict[str, type[Loss]] = {
-    "MeanSquaredError": MeanSquaredError,
-    "BinaryCrossEntropy": BinaryCrossEntropy,
-    "CategoricalCrossEntropy": CategoricalCrossEntropy,
-    "SoftmaxCrossEntropy": SoftmaxCrossEntropy,
-    "SigmoidBinaryCrossEntropy": SigmoidBinaryCrossEntropy,
-}
-_OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam}
+# Types a file may name: jacnet's built-ins only (jacnet.registry), by class name.
+_LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in LAYERS.values()}
+_LOSSES: dict[str, type[Loss]] = {cls.__name__: cls for cls in LOSSES.values()}
+_OPTIMIZERS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in OPTIMIZERS.values()}
 #: Keys of each optimizer's ``hyperparameters()`` and the state slots it keeps per parameter.
 _OPTIMIZER_KEYS: dict[str, frozenset[str]] = {
     "SGD": frozenset({"lr", "momentum", "nesterov", "weight_decay"}),
@@ -231,14 +214,14 @@ def _encode(model: Any, optimizer: Any, training_state: Any
                 f"got {type(layer).__module__}.{type(layer).__qualname__}; a user-defined layer "
                 "cannot be saved to a model file")
         config = layer.config()
-        expected = _expected_params(kind, config)
-        if layer.params.keys() != expected.keys():
-            raise JacnetValueError(f"save model.layers[{i}] ({kind}) expects parameters "
-                                   f"{sorted(expected)}, got {sorted(layer.params)}")
-        for key, (shape, dtype_name) in expected.items():
-            A = layer.params[key]
-            _check_saved_array(A, f"model.layers[{i}].params[{key!r}]", shape, dtype_name)
-            arrays.append((f"model/{i}.{key}", A))
+        for group, stored, expected in _layer_arrays(layer, config):
+            if stored.keys() != expected.keys():
+                raise JacnetValueError(f"save model.layers[{i}] ({kind}) expects {group} "
+                                       f"{sorted(expected)}, got {sorted(stored)}")
+            for key, (shape, dtype_name) in expected.items():
+                A = stored[key]
+                _check_saved_array(A, f"model.layers[{i}].{group}[{key!r}]", shape, dtype_name)
+                arrays.append((_array_name(group, i, key), A))
         layers.append({"type": kind, "config": config})
 
     loss_name = None
@@ -702,18 +685,36 @@ class _Reader:
             if not isinstance(kind, str) or kind not in _LAYERS:
                 self.fail(f"{where} has unknown layer type {_short(kind)}; known types are "
                           f"{sorted(_LAYERS)}")
-            config = self._layer_config(kind, spec["config"], where)
-            expected = _expected_params(kind, config)
-            # Shapes and dtypes are checked against the table before the layer allocates.
-            loaded = {key: self._array(arrays, data, f"model/{i}.{key}", shape, dtype_name)
-                      for key, (shape, dtype_name) in expected.items()}
+            config = spec["config"]
+            if not isinstance(config, dict):
+                self.fail(f"{where} ({kind}) config expects a JSON object, got {_short(config)}")
+            cls = _LAYERS[kind]
+            parameters = inspect.signature(cls).parameters
+            unknown = sorted(set(config) - set(parameters))
+            if unknown:
+                self.fail(f"{where} ({kind}) config has unknown keys {[_short(k) for k in unknown]}")
+            missing = sorted(name for name, p in parameters.items()
+                             if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                             and name not in config)
+            if missing:
+                self.fail(f"{where} ({kind}) config is missing keys {missing}")
+            try:  # shapes from the config alone: checked against the table before any allocation
+                cls.check_config(config)
+                groups = {"params": cls.param_shapes(config), "buffers": cls.buffer_shapes(config)}
+            except (JacnetError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+                self.fail(f"{where} ({kind}) config is invalid: {_describe(exc)}")
+            loaded = {group: {key: self._array(arrays, data, _array_name(group, i, key),
+                                               _shape(shape), dtype_name)
+                              for key, (shape, dtype_name) in expected.items()}
+                      for group, expected in groups.items()}
             try:
-                layer = _LAYERS[kind](**config)
+                layer = cls.from_config(config)
             except (JacnetError, TypeError, ValueError, ArithmeticError) as exc:
-                self.fail(f"{where} config is invalid: {exc}")
-            for key, A in loaded.items():
+                self.fail(f"{where} ({kind}) config is invalid: {_describe(exc)}")
+            for key, A in loaded["params"].items():
                 layer.params[key] = A
                 layer.grads[key] = np.zeros_like(A)
+            layer.buffers.update(loaded["buffers"])
             layers.append(layer)
         loss_name = header["loss"]
         loss = None
@@ -723,28 +724,6 @@ class _Reader:
                           f"{sorted(_LOSSES)} or null")
             loss = _LOSSES[loss_name]()
         return Sequential(layers, loss=loss)
-
-    def _layer_config(self, kind: str, config: Any, where: str) -> dict[str, Any]:
-        where = f"{where} ({kind}) config"
-        if kind == "Affine":
-            self._check_keys(config, frozenset({"in_features", "out_features", "dtype"}), where)
-            for key in ("in_features", "out_features"):
-                value = config[key]
-                if type(value) is not int or value < 1:
-                    self.fail(f"{where} {key!r} expects an integer >= 1, got {_short(value)}")
-            if not isinstance(config["dtype"], str) or config["dtype"] not in _DTYPES:
-                self.fail(f"{where} 'dtype' expects one of {sorted(_DTYPES)}, "
-                          f"got {_short(config['dtype'])}")
-            return {"in_features": config["in_features"], "out_features": config["out_features"],
-                    "dtype": config["dtype"], "init": "zeros"}
-        if kind == "LeakyReLU":
-            self._check_keys(config, frozenset({"negative_slope"}), where)
-            slope = config["negative_slope"]
-            if type(slope) not in (int, float):
-                self.fail(f"{where} 'negative_slope' expects a number, got {_short(slope)}")
-            return {"negative_slope": slope}
-        self._check_keys(config, frozenset(), where)
-        return {}
 
     # Optimizer -------------------------------------------------------------------------------
 
@@ -802,12 +781,26 @@ class _Reader:
 # Helpers -----------------------------------------------------------------------------------
 
 
-def _expected_params(kind: str, config: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Parameter name -> (shape, dtype name) that a layer of ``kind`` with ``config`` holds."""
-    if kind != "Affine":
-        return {}
-    n_in, n_out, dtype = config["in_features"], config["out_features"], str(config["dtype"])
-    return {"W": ((n_in, n_out), dtype), "b": ((n_out,), dtype)}
+def _array_name(group: str, i: int, key: str) -> str:
+    """``model/<i>.<param>`` (the keys of ``Sequential.params``) or ``buffer/<i>.<name>``."""
+    return f"model/{i}.{key}" if group == "params" else f"buffer/{i}.{key}"
+
+
+def _layer_arrays(layer: Layer, config: dict[str, Any]
+                  ) -> list[tuple[str, dict[str, FloatArray], dict[str, tuple[tuple[int, ...], str]]]]:
+    """Each array group of ``layer`` with what its class says it holds for ``config``."""
+    cls = type(layer)
+    return [("params", layer.params, cls.param_shapes(config)),
+            ("buffers", layer.buffers, cls.buffer_shapes(config))]
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    """A declared shape as a tuple (a config may hold anything: the table check refuses it)."""
+    return tuple(shape) if isinstance(shape, (list, tuple)) else (shape,)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 def _sniff(data: bytes) -> str:

@@ -520,7 +520,7 @@ def check_gradients(
         else:
             numeric, right, left = diff.central[0], diff.forward[0], diff.backward[0]
         numeric, right, left = (x.reshape(reshape) for x in (numeric, right, left))
-        references = {"numerical": numeric}
+        references: dict[str, FloatArray] = {"numerical": numeric}
         if analytic is not None:
             references["jacobian"] = analytic
         results = {}

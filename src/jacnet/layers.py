@@ -35,7 +35,6 @@ from numpy.typing import DTypeLike
 
 from jacnet._validation import (
     FloatArray,
-    all_finite,
     as_float_array,
     as_rng,
     check_jacobian_size,
@@ -44,11 +43,15 @@ from jacnet._validation import (
     check_same_shape,
 )
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
+from jacnet.registry import register_layer
 
 __all__ = ["Affine", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "handed_over",
            "inference_mode", "is_recording"]
 
 INITS = ("he", "glorot", "zeros")
+
+#: Batch size of the built-in layers' examples.
+BATCH = 4
 
 # The id of the one array jacnet itself made for the layer call in progress (0: none). A
 # network hands each layer the previous layer's fresh output this way, and fit its own batch
@@ -141,6 +144,8 @@ class Layer:
     def __init__(self) -> None:
         self.params: dict[str, FloatArray] = {}
         self.grads: dict[str, FloatArray] = {}
+        #: State that is saved with the model but not trained (running statistics).
+        self.buffers: dict[str, FloatArray] = {}
         self.training = True
 
     def __call__(self, X: Any) -> FloatArray:
@@ -201,6 +206,8 @@ class Layer:
             self.params[name] = p.astype(dtype)
         for name, g in list(self.grads.items()):
             self.grads[name] = g.astype(dtype)
+        for name, a in list(self.buffers.items()):
+            self.buffers[name] = a.astype(dtype)
         if isinstance(getattr(self, "dtype", None), np.dtype):
             self.dtype = dtype
         self.clear()
@@ -217,9 +224,25 @@ class Layer:
         return {}
 
     @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        """Check a config read from a file without building anything (a hostile width must
+        not allocate); raise a jacnet error naming the key. Constructors check the rest."""
+
+    @classmethod
+    def buffer_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+        """As :meth:`param_shapes`, for ``buffers``."""
+        return {}
+
+    @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
         """A layer built from ``config()``'s output, ready for its parameters to be loaded."""
         return cls(**config)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        """A small instance and a random input away from kinks (what ``jacnet check`` runs)."""
+        raise NotImplementedError(f"{cls.__name__} does not provide example(rng, dtype)")
 
     @property
     def n_params(self) -> int:
@@ -235,7 +258,7 @@ class Layer:
         """``X`` checked (rank, numbers, finite) and cast to ``dtype``; an array handed over by
         the network is jacnet's own and already fits."""
         if is_handed_over(X) and (dtype is None or X.dtype == dtype):
-            return X  # type: ignore[no-any-return]
+            return X
         return as_float_array(X, f"{type(self).__name__}.forward X", ndim=self.input_ndim,
                               dtype=dtype, min_features=1)
 
@@ -248,7 +271,7 @@ class Layer:
                 f"{name}.backward expects forward to have been called first (outside "
                 "inference_mode), got nothing saved by forward")
         if is_handed_over(dY):
-            return dY  # type: ignore[no-any-return]
+            return dY
         dY = as_float_array(dY, f"{name}.backward dY", ndim=None, dtype=getattr(saved, "dtype", None))
         check_same_shape(dY, f"{name}.backward dY", shape)
         return dY
@@ -295,6 +318,7 @@ def _float_dtype(dtype: Any, name: str) -> np.dtype[Any]:
     return resolved
 
 
+@register_layer("affine")
 class Affine(_Builtin):
     """The affine layer ``Z = X W + bᵀ``.
 
@@ -362,8 +386,21 @@ class Affine(_Builtin):
         return {"W": ((n_in, n_out), dtype), "b": ((n_out,), dtype)}
 
     @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        check_positive_int(config.get("in_features"), "Affine in_features")
+        check_positive_int(config.get("out_features"), "Affine out_features")
+        _float_dtype(config.get("dtype"), "Affine dtype")
+
+    @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
         return cls(**config, init="zeros")
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        layer = cls(4, 3, rng=rng, dtype=dtype)
+        layer.params["b"][:] = rng.standard_normal(3)
+        return layer, rng.standard_normal((BATCH, 4)).astype(dtype)
 
     def _checked(self, X: Any) -> FloatArray:
         A = self._input(X, self.params["W"].dtype)
@@ -453,6 +490,13 @@ class _Elementwise(_Builtin):
     def backward(self, dY: Any) -> FloatArray:
         return self._upstream_for(dY) * self._saved
 
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        # |x| >= 0.25: no finite-difference step comes near a kink at 0.
+        X = rng.choice([-1.0, 1.0], (BATCH, 3)) * rng.uniform(0.25, 2.0, (BATCH, 3))
+        return cls(), X.astype(dtype)
+
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         """``∂y_a/∂x_b = δ_ab f'(x_a)`` over flat indices, shape ``X.shape + X.shape``."""
         self._check_wrt(wrt)
@@ -463,6 +507,7 @@ class _Elementwise(_Builtin):
         return J.reshape(A.shape + A.shape)
 
 
+@register_layer("relu")
 class ReLU(_Elementwise):
     """``y = max(x, 0)``; backward ``dX = dY ⊙ [x > 0]`` (the subgradient 0 at ``x = 0``)."""
 
@@ -476,6 +521,7 @@ class ReLU(_Elementwise):
         return (X > 0).astype(X.dtype)
 
 
+@register_layer("leaky_relu")
 class LeakyReLU(_Elementwise):
     """``y = x`` for ``x > 0``, else ``negative_slope · x``; ``dX = dY ⊙ (1 or slope)``."""
 
@@ -485,6 +531,12 @@ class LeakyReLU(_Elementwise):
 
     def __repr__(self) -> str:
         return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        _, X = super().example(rng, dtype)
+        return cls(0.1), X
 
     def config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
@@ -508,6 +560,7 @@ def sigmoid(X: FloatArray) -> FloatArray:
     return np.where(X >= 0, 1 / (1 + E), E / (1 + E))
 
 
+@register_layer("sigmoid")
 class Sigmoid(_Elementwise):
     """``y = σ(x)``; backward ``dX = dY ⊙ y(1 - y)``."""
 
@@ -520,6 +573,7 @@ class Sigmoid(_Elementwise):
         return S * (1 - S)
 
 
+@register_layer("tanh")
 class Tanh(_Elementwise):
     """``y = tanh(x)``; backward ``dX = dY ⊙ (1 - y²)``."""
 
@@ -539,6 +593,7 @@ def softmax(L: FloatArray) -> FloatArray:
     return E
 
 
+@register_layer("softmax")
 class Softmax(_Builtin):
     """Softmax over the last axis: logits ``L (N, K)`` into probabilities ``Ŷ (N, K)``.
 
@@ -550,6 +605,11 @@ class Softmax(_Builtin):
     """
 
     input_ndim = (2, 3, 4, 5)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        return cls(), rng.standard_normal((BATCH, 3)).astype(dtype)
 
     def forward(self, X: Any) -> FloatArray:
         Y = softmax(self._input(X))

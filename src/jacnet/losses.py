@@ -18,11 +18,12 @@ import math
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
 
 from jacnet._validation import FloatArray, as_float_array, as_ndarray, check_same_shape
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
-from jacnet.layers import is_recording, private, sigmoid, softmax
+from jacnet.layers import BATCH, is_recording, private, sigmoid, softmax
+from jacnet.registry import register_loss
 
 __all__ = [
     "BinaryCrossEntropy",
@@ -74,6 +75,13 @@ class Loss:
                 "got no cached prediction"
             )
         return self._gradient(self._pred, self._target)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Loss, FloatArray, Any]:
+        """A small instance, a prediction and a target (what ``jacnet check`` runs): real
+        targets and a normal prediction; the built-ins on classes override it."""
+        return cls(), rng.standard_normal((BATCH, 3)).astype(dtype), rng.standard_normal((BATCH, 3))
 
     def jacobian(self, pred: Any, target: Any) -> FloatArray:
         """``∂J/∂pred`` from the per-entry partial derivatives (shape of ``pred``)."""
@@ -168,6 +176,14 @@ class _ClassTargets(Loss):
     """Targets for the categorical losses: one-hot (or any distribution) ``(N, K)``, or
     integer labels ``(N,)`` in ``[0, K)``. Each target row must sum to 1."""
 
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Loss, FloatArray, Any]:
+        loss, pred, _ = super().example(rng, dtype)
+        if issubclass(cls, _ProbabilityPred):  # a softmax of mild logits: every entry near 1/K
+            pred = softmax(rng.uniform(-0.5, 0.5, pred.shape)).astype(dtype)
+        return loss, pred, rng.integers(0, pred.shape[1], pred.shape[0])
+
     def _target_for(self, P: FloatArray, target: Any) -> Any:
         name = f"{type(self).__name__} target"
         raw = as_ndarray(target, name, "labels or a one-hot array")
@@ -190,6 +206,14 @@ class _ClassTargets(Loss):
 class _BinaryTargets(Loss):
     """Targets for the binary losses: ``(N, K)`` in ``[0, 1]``, or ``(N,)`` when ``K = 1``."""
 
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Loss, FloatArray, Any]:
+        loss, pred, _ = super().example(rng, dtype)
+        if issubclass(cls, _ProbabilityPred):  # probabilities kept away from 0 and 1
+            pred = rng.uniform(0.2, 0.8, pred.shape).astype(dtype)
+        return loss, pred, rng.integers(0, 2, pred.shape).astype(np.float64)
+
     def _target_for(self, P: FloatArray, target: Any) -> Any:
         name = f"{type(self).__name__} target"
         T = as_float_array(target, name, ndim=(1, 2), dtype=P.dtype)
@@ -200,6 +224,7 @@ class _BinaryTargets(Loss):
         return T
 
 
+@register_loss("mse")
 class MeanSquaredError(Loss):
     """``J = 1/N Σᵢ Σₖ (y_ik - ŷ_ik)²``; gradient ``dŶ = -2/N (Y - Ŷ)``, shape ``(N, K)``."""
 
@@ -215,6 +240,7 @@ class MeanSquaredError(Loss):
         return 2 * (P - T) / P.shape[0]
 
 
+@register_loss("bce")
 class BinaryCrossEntropy(_ProbabilityPred, _BinaryTargets):
     """``J = -1/N Σᵢ Σₖ [y log ŷ + (1 - y) log(1 - ŷ)]`` on probabilities ``Ŷ``.
 
@@ -236,6 +262,7 @@ class BinaryCrossEntropy(_ProbabilityPred, _BinaryTargets):
         return (-T / C + (1 - T) / (1 - C)) / P.shape[0]
 
 
+@register_loss("cce")
 class CategoricalCrossEntropy(_ProbabilityPred, _ClassTargets):
     """``J = -1/N Σᵢ Σₖ y_ik log ŷ_ik`` on probabilities ``Ŷ (N, K)``.
 
@@ -258,6 +285,7 @@ class CategoricalCrossEntropy(_ProbabilityPred, _ClassTargets):
         return J
 
 
+@register_loss("softmax_ce")
 class SoftmaxCrossEntropy(_ClassTargets):
     """Softmax and categorical cross-entropy fused, on logits ``L (N, K)``.
 
@@ -303,6 +331,7 @@ class SoftmaxCrossEntropy(_ClassTargets):
         return np.einsum("ik,ikj->ij", -T / P.shape[0], dY_dL_over_Y)
 
 
+@register_loss("sigmoid_bce")
 class SigmoidBinaryCrossEntropy(_BinaryTargets):
     """Sigmoid and binary cross-entropy fused, on logits ``Z (N, K)``.
 

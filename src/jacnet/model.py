@@ -239,7 +239,8 @@ class Sequential:
         left exactly as it was.
         """
         batch_size = check_positive_int(batch_size, "Sequential.predict batch_size")
-        X = as_float_array(X, "Sequential.predict X", ndim=None, dtype=self.dtype, min_features=1)
+        X = as_float_array(X, "Sequential.predict X", ndim=(1, 2, 3, 4, 5), dtype=self.dtype,
+                           min_features=1)
         layers = self.inference_layers()
         try:  # overflow inside is reported below, not as NumPy RuntimeWarnings
             with inference_mode(), np.errstate(over="ignore", invalid="ignore"):
@@ -300,9 +301,9 @@ class Sequential:
         # Every intermediate product is refused from its shapes before anything is built.
         target = inputs[0].shape if wrt == "X" else chain[start].params[name].shape
         check_jacobian_size(outputs[start].shape, target, "Sequential.jacobian")
-        for l in range(start + 1, len(chain)):
-            check_jacobian_size(outputs[l].shape, inputs[l].shape, f"Sequential.jacobian layer {l}")
-            check_jacobian_size(outputs[l].shape, target, "Sequential.jacobian")
+        for i in range(start + 1, len(chain)):
+            check_jacobian_size(outputs[i].shape, inputs[i].shape, f"Sequential.jacobian layer {i}")
+            check_jacobian_size(outputs[i].shape, target, "Sequential.jacobian")
         J = chain[start].jacobian(inputs[start], name)
         for layer, A in zip(chain[start + 1:], inputs[start + 1:], strict=True):
             J_layer = layer.jacobian(A, "X")

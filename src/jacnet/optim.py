@@ -16,6 +16,7 @@ import numpy as np
 
 from jacnet._validation import FloatArray, check_positive_int, check_real, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError, ShapeError
+from jacnet.registry import register_optimizer
 
 __all__ = ["SGD", "Adam", "CosineDecay", "Optimizer", "StepDecay"]
 
@@ -131,6 +132,7 @@ class Optimizer:
         self._bound = {}
 
 
+@register_optimizer("sgd")
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay.
 
@@ -177,6 +179,7 @@ class SGD(Optimizer):
         p -= buf
 
 
+@register_optimizer("adam")
 class Adam(Optimizer):
     """Adam with decoupled weight decay (AdamW when ``weight_decay > 0``).
 

@@ -37,9 +37,9 @@ from jacnet._validation import (
 from jacnet.callbacks import Callback, NonFiniteGuard
 from jacnet.errors import (
     JacnetError,
-    JacnetWarning,
     JacnetTypeError,
     JacnetValueError,
+    JacnetWarning,
     NonFiniteError,
     ShapeError,
 )

@@ -38,15 +38,15 @@ from jacnet.jacobian import (
     expanded_jacobian,
     numerical_jacobian,
 )
-from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, softmax
+from jacnet.layers import Layer
 from jacnet.losses import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
     Loss,
-    MeanSquaredError,
     SigmoidBinaryCrossEntropy,
     SoftmaxCrossEntropy,
 )
+from jacnet.registry import LAYERS, LOSSES
 
 __all__ = ["INPUTS", "TARGETS", "add_parsers", "load_class", "run"]
 
@@ -170,28 +170,16 @@ class Case:
 
 
 def builtin_cases(rng: np.random.Generator, dtype: np.dtype[Any]) -> list[Case]:
-    """Every built-in layer and loss on small random inputs kept away from kinks and saturation."""
-    N, K = BATCH, 3
-
-    def x(values: FloatArray) -> FloatArray:
-        return values.astype(dtype)
-
-    away_from_zero = _values(rng, (N, K), "normal")
-    return [
-        Case(Affine(4, K, rng=rng, dtype=dtype), x(rng.standard_normal((N, 4)))),
-        Case(ReLU(), x(away_from_zero)),
-        Case(LeakyReLU(0.1), x(_values(rng, (N, K), "normal"))),
-        Case(Sigmoid(), x(rng.uniform(-2, 2, (N, K)))),
-        Case(Tanh(), x(rng.uniform(-2, 2, (N, K)))),
-        Case(Softmax(), x(rng.standard_normal((N, K)))),
-        Case(MeanSquaredError(), x(rng.standard_normal((N, K))), rng.standard_normal((N, K))),
-        Case(BinaryCrossEntropy(), x(rng.uniform(0.2, 0.8, (N, K))), _target(rng, (N, K), "binary")),
-        # Probabilities from a softmax of mild logits: every entry stays near 1/K.
-        Case(CategoricalCrossEntropy(), x(softmax(rng.uniform(-0.5, 0.5, (N, K)))),
-             _target(rng, (N, K), "labels")),
-        Case(SoftmaxCrossEntropy(), x(rng.standard_normal((N, K))), _target(rng, (N, K), "labels")),
-        Case(SigmoidBinaryCrossEntropy(), x(rng.standard_normal((N, K))), _target(rng, (N, K), "binary")),
-    ]
+    """Every registered built-in layer and loss on its own small example input, kept away from
+    kinks and saturation (``example`` of each class, see :mod:`jacnet.registry`)."""
+    cases = []
+    for layer_class in LAYERS.values():
+        layer, X = layer_class.example(rng, dtype)
+        cases.append(Case(layer, X))
+    for loss_class in LOSSES.values():
+        loss, pred, target = loss_class.example(rng, dtype)
+        cases.append(Case(loss, pred, target))
+    return cases
 
 
 # Loading a user's class ---------------------------------------------------------------------------
