@@ -46,7 +46,6 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted
 
 from jacnet.callbacks import EarlyStopping
-from jacnet.layers import Affine, Layer
 from jacnet.losses import Loss, MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from jacnet.model import Sequential, build_mlp
 from jacnet.optim import SGD, Adam, Optimizer
@@ -94,19 +93,11 @@ def _check_float(value: Any, name: str, low: float, high: float | None = None,
 
 
 def _float64_copy(model: Sequential) -> Sequential:
-    """``model`` with float64 copies of its affine weights (the other layers are parameterless)."""
-    layers: list[Layer] = []
-    for layer in model.layers:
-        if isinstance(layer, Affine):
-            twin = Affine(layer.in_features, layer.out_features, init="zeros", dtype=np.float64)
-            for name, p in twin.params.items():
-                p[...] = layer.params[name]
-            layers.append(twin)
-        elif layer.params:
-            raise TypeError(f"cannot evaluate a {type(layer).__name__} layer in float64")
-        else:
-            layers.append(copy.copy(layer))
-    return Sequential(layers, loss=model.loss)
+    """``model`` with float64 copies of its parameters (``Layer.astype``, every layer type)."""
+    twin = copy.deepcopy(model)
+    for layer in twin.layers:
+        layer.astype(np.float64)
+    return twin
 
 
 class _BaseJacnet(BaseEstimator):  # type: ignore[misc]

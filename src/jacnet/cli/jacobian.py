@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jacnet._validation import FloatArray
+from jacnet._validation import FloatArray, check_jacobian_size
 from jacnet.cli._args import count, real, seed
 from jacnet.errors import JacnetValueError
 from jacnet.jacobian import expanded_jacobian
@@ -350,8 +350,22 @@ def _chain(ex: Example, say: Callable[..., None]) -> None:
     say(f"max |chain - fused| = {diff:.2e}")
 
 
+def _refuse_from_shapes(args: argparse.Namespace) -> None:
+    """Refuse a Jacobian over the limit from the options alone, before any input is built."""
+    N = args.batch
+    if args.kind == "affine":
+        n_in = args.n_in if args.n_in is not None else 3
+        n_out = args.n_out if args.n_out is not None else 2
+        shapes = {"X": (N, n_in), "W": (n_in, n_out), "b": (n_out,)}
+        check_jacobian_size((N, n_out), shapes.get(args.wrt, (N, n_in)), "jacnet jacobian")
+    elif args.kind not in LOSSES:  # a loss's Jacobian has the prediction's shape
+        K = args.features if args.features is not None else 3
+        check_jacobian_size((N, K), (N, K), "jacnet jacobian")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``jacnet jacobian``; return 0."""
+    _refuse_from_shapes(args)
     rng = np.random.default_rng(args.seed)
     ex = build_example(args, rng)
     module = ex.module
