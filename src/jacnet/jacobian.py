@@ -496,21 +496,22 @@ def check_gradients(
     step = STEPS.get(dtype, 1e-6) if eps is None else check_real(eps, f"{where} eps", low=0,
                                                                  low_open=True)
     f = _output_function(m, target, loss)
+    # Every size is refused up front, before any finite difference is taken.
+    for quantity in closed:
+        _refuse_if_too_large(*_sizes(m, X, quantity, f), max_entries, where)
     checks: list[GradientCheck] = []
     for quantity, grad in closed.items():
         kwargs: dict[str, Any] = {"wrt": quantity, "target": target, "loss": loss,
                                   "max_entries": max_entries}
-        out_size, in_size = _sizes(m, X, quantity, f)
-        _refuse_if_too_large(out_size, in_size, max_entries, where)
-        inputs = np.array(X, dtype=_input_dtype(m, X))
-        A = inputs if quantity in ("X", "pred") else m.params[quantity]
-        diff = _differences(functools.partial(f, m, inputs), A, step, where, quantity)
-        try:
+        try:  # first: it refuses oversized intermediates from their shapes
             analytic: FloatArray | None = expanded_jacobian(m, X, **kwargs)
         except NotImplementedError as exc:
             analytic = None
             if f"note: {exc}" not in notes:
                 notes.append(f"note: {exc}")
+        inputs = np.array(X, dtype=_input_dtype(m, X))
+        A = inputs if quantity in ("X", "pred") else m.params[quantity]
+        diff = _differences(functools.partial(f, m, inputs), A, step, where, quantity)
         reshape = A.shape
         if upstream is not None and scorer is None:
             weights = np.asarray(upstream, dtype=np.float64).ravel()
