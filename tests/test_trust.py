@@ -223,9 +223,10 @@ def test_fit_equals_hand_written_steps_on_random_networks(
             kind = kinds[i % len(kinds)]
             layers.append((OffAffine if kind == "off_affine" else Affine)(n_in, width, rng=rng))
             if i < len(widths):
-                layers.append({"relu": ReLU, "leaky": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
-                               "scale": lambda: Scale(width), "off_affine": ReLU,
-                               "rebinding": Rebinding}[kind]())
+                activations: dict[str, Any] = {"relu": ReLU, "leaky": LeakyReLU, "tanh": Tanh,
+                                               "sigmoid": Sigmoid, "off_affine": ReLU,
+                                               "rebinding": Rebinding}
+                layers.append(Scale(width) if kind == "scale" else activations[kind]())
             n_in = width
         return Sequential(layers)
 
@@ -378,7 +379,7 @@ def test_softmax_output_changed_by_the_caller_does_not_change_backward() -> None
 
 @pytest.mark.parametrize("rows", [8, 5])
 def test_predict_and_evaluate_between_forward_and_backward_leave_the_gradients_alone(rows: int) -> None:
-    X, y = blobs(n=8)
+    X, _ = blobs(n=8)
     other, other_y = blobs(n=rows, seed=1)
     dY = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
     reference = {k: v.copy() for k, v in _grads_after(build_mlp(3, [4], 3, rng=0), X, dY).items()}
