@@ -190,6 +190,19 @@ def _affine_from_torch(module: Any, where: str) -> Affine:
     return layer
 
 
+def _leaky_to_onnx(layer: LeakyReLU, graph: OnnxGraph) -> None:
+    slope = float(layer.negative_slope)
+    if graph.dtype == np.float32 or float(np.float32(slope)) == slope:
+        graph.op("LeakyRelu", graph.current, alpha=slope)
+        return
+    # LeakyRelu's alpha is a float32 attribute: a float64 slope that float32 rounds (0.2, 0.01)
+    # would move every negative output by ~1e-8 relative. Where(X > 0, X, X·slope) keeps it exact.
+    X = graph.current
+    scaled = graph.op("Mul", X, graph.param("negative_slope", np.array(slope, dtype=graph.dtype)))
+    positive = graph.op("Greater", X, graph.param("zero", np.zeros((), dtype=graph.dtype)))
+    graph.op("Where", positive, X, scaled)
+
+
 def _leaky_from_torch(module: Any, where: str) -> LeakyReLU:
     return LeakyReLU(float(module.negative_slope))
 
@@ -227,8 +240,7 @@ CONVERSIONS: dict[type[Layer], Conversion] = {
         layer=LeakyReLU,
         torch_names=("LeakyReLU",),
         to_torch=lambda layer, torch: torch.nn.LeakyReLU(layer.negative_slope),
-        to_onnx=lambda layer, graph: graph.op("LeakyRelu", graph.current,
-                                              alpha=float(layer.negative_slope)),
+        to_onnx=_leaky_to_onnx,
         from_torch=_leaky_from_torch,
     ),
     Sigmoid: _elementwise(Sigmoid, "Sigmoid", "Sigmoid"),
