@@ -408,3 +408,20 @@ def test_cli_model_errors_are_one_line(torch_trained: Path, tmp_path: Path) -> N
     jacnet.save(jacnet.build_mlp(400, [256], 10, rng=0), big)
     one_line_error(jacnet_cli("check", "--model", str(big)), "at most 10,000,000 entries",
                    "0.W", "--batch 1")
+
+
+def test_the_readme_export_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Export\n", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    commands = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)  # the example's torch network draws from torch's global generator
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == "True\n"
+    for line in commands.splitlines():
+        args = line.split("#")[0].split()
+        if "--model" in args:  # the export line needs a trained digits model: tested above
+            done = jacnet_cli(*args[1:], cwd=tmp_path)
+            assert done.returncode == 0, done.stdout + done.stderr

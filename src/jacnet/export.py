@@ -19,6 +19,8 @@ no ``torch.load`` anywhere; a PyTorch network comes in as a live module.
 
 from __future__ import annotations
 
+import copy
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +35,8 @@ from jacnet.io import write_atomically
 from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from jacnet.model import Sequential
 
-__all__ = ["CONVERSIONS", "OPSET", "Conversion", "from_torch", "save_onnx", "to_onnx", "to_torch"]
+__all__ = ["CONVERSIONS", "OPSET", "Conversion", "OnnxGraph", "from_torch", "save_onnx", "to_onnx",
+           "to_torch"]
 
 #: The ONNX operator set the exported graphs use (ONNX 1.12+, ONNX Runtime 1.13+ run it).
 OPSET = 17
@@ -46,18 +49,13 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # The PyTorch and ONNX imports, with the one-line message for a missing extra ----------------
 
 
-def _require(package: str, extra: str, what: str) -> Any:
+def _require(package: str, what: str) -> Any:
+    """Import ``torch`` or ``onnx``; the extra to install has the package's name."""
     try:
-        if package == "torch":
-            import torch
-
-            return torch
-        import onnx
-
-        return onnx
+        return importlib.import_module(package)
     except ImportError as exc:
         raise ImportError(f"{what} expects the {package} package, which is not installed; install it "
-                          f"with pip install 'jacnet[{extra}]'") from exc
+                          f"with pip install 'jacnet[{package}]'") from exc
 
 
 # Building ONNX graphs ------------------------------------------------------------------------
@@ -83,8 +81,8 @@ class OnnxGraph:
         self._prefix = ""
         self._count = 0
 
-    def start_layer(self, index: int, layer: Layer) -> None:
-        """Name what follows after the layer: ``"<index>.<op>"`` nodes, ``"<index>.<param>"``."""
+    def start_layer(self, index: int) -> None:
+        """Name what follows after layer ``index``: nodes ``"<index>.<op>"``, ``"<index>.<param>"``."""
         self._prefix = f"{index}"
         self._count = 0
 
@@ -136,8 +134,8 @@ class Conversion:
         ``(module, where) -> Layer``; raise a jacnet error naming ``where`` for a setting
         jacnet does not have.
     input_dims : callable, optional
-        ``layer -> dims`` after the batch axis that the layer takes when it comes first (the
-        ONNX input's shape); ``None``: one feature axis of unknown width.
+        ``layer -> dims`` after the batch axis that the layer takes (the ONNX input's shape,
+        when no layer before it fixes them); ``None`` for a layer that keeps its input's shape.
     """
 
     layer: type[Layer]
@@ -225,7 +223,11 @@ def _elementwise(layer: type[Layer], torch_name: str, onnx_op: str) -> Conversio
     )
 
 
-#: Every layer type that crosses, keyed by jacnet class. New layer types add an entry here.
+#: Every layer type that crosses, keyed by jacnet class. New layer types add an entry here; for
+#: instance a Conv2D with W (out_ch, in_ch, kh, kw) and b (out_ch,) is torch.nn.Conv2d with
+#: ``weight = W`` (the same layout) and an ONNX ``Conv(X, W, b)``, and its ``input_dims`` gives
+#: ``(in_ch, "H", "W")``; a BatchNorm in eval mode is ``BatchNormalization(X, gamma, beta,
+#: running_mean, running_var, epsilon=1e-5)`` (torch: ``weight = gamma``, ``bias = beta``).
 CONVERSIONS: dict[type[Layer], Conversion] = {
     Affine: Conversion(
         layer=Affine,
@@ -313,7 +315,7 @@ def to_torch(model: Sequential) -> Any:
     JacnetTypeError
         For a layer that is not one of jacnet's built-ins, named with its position.
     """
-    torch = _require("torch", "torch", "jacnet.export.to_torch")
+    torch = _require("torch", "jacnet.export.to_torch")
     model = _check_model(model, "to_torch")
     modules = [_conversion(layer, i, "to_torch").to_torch(layer, torch)
                for i, layer in enumerate(model.layers)]
@@ -364,7 +366,7 @@ def from_torch(module: Any) -> Sequential:
     ShapeError
         When two ``Linear`` layers do not fit together.
     """
-    torch = _require("torch", "torch", "jacnet.export.from_torch")
+    torch = _require("torch", "jacnet.export.from_torch")
     if not isinstance(module, torch.nn.Module):
         raise JacnetTypeError(f"from_torch module expects a torch.nn.Sequential, got {describe(module)}")
     by_name = {name: c for c in CONVERSIONS.values() for name in c.torch_names}
@@ -428,19 +430,22 @@ def to_onnx(model: Sequential) -> Any:
     JacnetTypeError
         For a layer that is not one of jacnet's built-ins, named with its position.
     """
-    onnx = _require("onnx", "onnx", "jacnet.export.to_onnx")
+    onnx = _require("onnx", "jacnet.export.to_onnx")
     model = _check_model(model, "to_onnx")
     conversions = [_conversion(layer, i, "to_onnx") for i, layer in enumerate(model.layers)]
     dtype = np.dtype(model.dtype)
     graph = OnnxGraph(onnx, dtype)
     for i, (layer, conversion) in enumerate(zip(model.layers, conversions, strict=True)):
-        graph.start_layer(i, layer)
+        graph.start_layer(i)
         conversion.to_onnx(layer, graph)
     graph.nodes[-1].output[0] = "Y"  # the last layer's output is the graph's
-    first = conversions[0]
-    in_dims = first.input_dims(model.layers[0]) if first.input_dims else ("features",)
-    out_width = model.out_features
-    out_dims = (out_width,) if out_width is not None else in_dims
+    # The input's dims: those of the first layer that fixes them (the ones before keep the shape).
+    in_dims = next((c.input_dims(layer) for c, layer in zip(conversions, model.layers, strict=True)
+                    if c.input_dims is not None), ("features",))
+    if all(isinstance(d, int) for d in in_dims):  # the output's dims: from one sample, on a copy
+        out_dims: tuple[int | str, ...] = copy.deepcopy(model).forward(np.zeros((1, *in_dims))).shape[1:]
+    else:  # no layer fixes them: every layer keeps the shape
+        out_dims = in_dims
     helper = onnx.helper
     proto = helper.make_model(
         helper.make_graph(

@@ -1,4 +1,5 @@
-"""``jacnet check``: every gradient three ways, for the built-ins or for a user's own class.
+"""``jacnet check``: every gradient three ways, for the built-ins, a user's own class, or a saved
+network (``--model FILE``, e.g. one converted from PyTorch with :func:`jacnet.export.from_torch`).
 
 Each gradient is computed by the module's closed-form ``backward``, by its expanded Jacobian
 contracted with a random upstream gradient, and by central finite differences;

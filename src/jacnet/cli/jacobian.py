@@ -4,6 +4,7 @@ For a small random batch the command builds ``∂Y/∂A`` with :func:`jacnet.exp
 prints it as a labelled ``(N·out) × (N·in)`` matrix (zeros as ``.``), shows that the closed-form
 backward equals the Jacobian contracted with a random upstream gradient, and counts what the
 same Jacobian would cost at a realistic size against the multiply-adds of the closed form.
+With ``--model FILE`` the module is a saved network and the Jacobian its chain over the layers.
 """
 
 from __future__ import annotations
