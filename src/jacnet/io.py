@@ -57,7 +57,7 @@ import os
 import secrets
 import stat
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -344,22 +344,35 @@ def _check_json(value: Any, where: str, depth: int) -> None:
 
 
 def _atomic_write(target: Path, header: bytes, arrays: list[tuple[str, FloatArray]]) -> None:
-    """Write the file to a fresh temporary file beside ``target``, fsync it, rename it."""
+    """Write the container: its chunks, then the SHA-256 of all of them."""
+    def chunks() -> Iterator[bytes | memoryview]:
+        digest = hashlib.sha256()
+        for chunk in _file_chunks(header, arrays):
+            digest.update(chunk)
+            yield chunk
+        yield digest.digest()
+
+    write_atomically(target, chunks(), "save")
+
+
+def write_atomically(target: Path, chunks: Iterable[bytes | memoryview], what: str) -> None:
+    """Write ``chunks`` to a fresh temporary file beside ``target``, fsync it, rename it.
+
+    Any failure raises :class:`ModelFileError` (``"<what> could not write <target>: ..."``) and
+    leaves a previous file at ``target`` as it was.
+    """
     parent = target.parent
     if target.is_dir():
-        raise ModelFileError(f"save could not write {target}: it is a directory")
+        raise ModelFileError(f"{what} could not write {target}: it is a directory")
     try:
         fd, tmp = _create_temp(parent, target.name)
     except OSError as exc:
-        raise ModelFileError(f"save could not write {target}: cannot create a file in "
+        raise ModelFileError(f"{what} could not write {target}: cannot create a file in "
                              f"{str(parent)!r}: {_reason(exc)}") from exc
     try:
         try:
-            digest = hashlib.sha256()
-            for chunk in _file_chunks(header, arrays):
-                digest.update(chunk)
+            for chunk in chunks:
                 _write_all(fd, chunk)
-            _write_all(fd, digest.digest())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -368,7 +381,7 @@ def _atomic_write(target: Path, header: bytes, arrays: list[tuple[str, FloatArra
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise ModelFileError(f"save could not write {target}: {_reason(exc)}; any previous "
+            raise ModelFileError(f"{what} could not write {target}: {_reason(exc)}; any previous "
                                  "file there is unchanged") from exc
         raise
     _fsync_directory(parent)

@@ -1,4 +1,4 @@
-"""The ``jacnet`` command line: ``jacnet train | evaluate | predict | check | jacobian``.
+"""The ``jacnet`` command line: ``jacnet train | evaluate | predict | check | jacobian | export``.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``run(args) -> int``. Bad options, bad values and missing files print one line and exit 2;
@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jacnet.cli import check, jacobian, train
+    from jacnet.cli import check, export, jacobian, train
 
     parser = _Parser(prog="jacnet", description="Backpropagation you can see and check.")
     from jacnet import __version__
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jacnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (train, check, jacobian):
+    for module in (train, check, jacobian, export):
         module.add_parsers(sub)
     return parser
 

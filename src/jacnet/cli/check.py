@@ -1,4 +1,5 @@
-"""``jacnet check``: every gradient three ways, for the built-ins or for a user's own class.
+"""``jacnet check``: every gradient three ways, for the built-ins, a user's own class, or a saved
+network (``--model FILE``, e.g. one converted from PyTorch with :func:`jacnet.export.from_torch`).
 
 Each gradient is computed by the module's closed-form ``backward``, by its expanded Jacobian
 contracted with a random upstream gradient, and by central finite differences;
@@ -27,9 +28,17 @@ from typing import Any
 import numpy as np
 
 from jacnet._validation import FloatArray
-from jacnet.cli._args import seed
-from jacnet.errors import JacnetError, JacnetTypeError, JacnetValueError, ShapeError
+from jacnet.cli._args import count, seed
+from jacnet.errors import (
+    JacnetError,
+    JacnetTypeError,
+    JacnetValueError,
+    JacobianTooLargeError,
+    ShapeError,
+)
+from jacnet.io import load
 from jacnet.jacobian import (
+    MAX_JACOBIAN_ENTRIES,
     STEPS,
     TOLERANCES,
     GradientCheck,
@@ -46,9 +55,10 @@ from jacnet.losses import (
     SigmoidBinaryCrossEntropy,
     SoftmaxCrossEntropy,
 )
+from jacnet.model import Sequential
 from jacnet.registry import LAYERS, LOSSES
 
-__all__ = ["INPUTS", "TARGETS", "add_parsers", "load_class", "run"]
+__all__ = ["INPUTS", "TARGETS", "add_parsers", "load_class", "load_model_example", "run"]
 
 #: ``--target`` kinds for a loss: integer labels, one-hot rows, 0/1 entries, real numbers.
 TARGETS = ("labels", "onehot", "binary", "real")
@@ -58,6 +68,9 @@ INPUTS = ("normal", "positive", "probabilities")
 
 #: Batch size of the built-in checks.
 BATCH = 4
+
+#: Default batch of ``--model``: a network's expanded Jacobians grow with N².
+MODEL_BATCH = 2
 
 _SPEC = re.compile(r"^(?P<module>[^:]+):(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
@@ -92,14 +105,17 @@ def add_parsers(sub: Any) -> None:
         description=(
             "Check closed-form backward passes three ways: against the expanded Jacobian\n"
             "(contracted with a random upstream gradient) and against central finite differences.\n"
-            "Without MODULE:CLASS, checks every built-in layer and loss. Exit status 0 when all\n"
-            "gradients agree, 1 when any is wrong, 2 on errors."
+            "Without MODULE:CLASS, checks every built-in layer and loss; with --model FILE, a saved\n"
+            "network (one trained here, or converted with jacnet.export.from_torch and saved with\n"
+            "jacnet.save) on a small random batch. Exit status 0 when all gradients agree, 1 when\n"
+            "any is wrong, 2 on errors."
         ),
         epilog=(
             "examples:\n"
             "  jacnet check\n"
             "  jacnet check --dtype float32\n"
             "  jacnet check my_layers:Scale --shape 4x3\n"
+            "  jacnet check --model runs/digits/model.jacnet --batch 2\n"
             "  jacnet check my_losses:Huber --shape 5x2 --args '{\"delta\": 1.0}' --target real"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -107,6 +123,10 @@ def add_parsers(sub: Any) -> None:
     parser.add_argument("spec", nargs="?", metavar="MODULE:CLASS",
                         help="your own Layer or Loss subclass, e.g. my_layers:Scale (imported from the "
                              "current directory) or path/to/file.py:Scale")
+    parser.add_argument("--model", type=Path, metavar="FILE",
+                        help="a jacnet model file: check the whole network, every parameter, in --dtype")
+    parser.add_argument("--batch", type=count, metavar="N",
+                        help=f"--model: samples in the random batch (default: {MODEL_BATCH})")
     parser.add_argument("--shape", type=_shape, metavar="NxK",
                         help="shape of X (or of a loss's prediction) for MODULE:CLASS (default: 4x3)")
     parser.add_argument("--args", type=_json_object, metavar="JSON",
@@ -164,7 +184,7 @@ def _default_values(cls: type) -> str:
 class Case:
     """One module to check, with its input (and target, for a loss)."""
 
-    module: Layer | Loss
+    module: Layer | Loss | Sequential
     X: FloatArray
     target: Any = None
 
@@ -180,6 +200,53 @@ def builtin_cases(rng: np.random.Generator, dtype: np.dtype[Any]) -> list[Case]:
         loss, pred, target = loss_class.example(rng, dtype)
         cases.append(Case(loss, pred, target))
     return cases
+
+
+# A saved network ----------------------------------------------------------------------------------
+
+
+def _in_dtype(model: Sequential, dtype: np.dtype[Any]) -> Sequential:
+    """A copy of ``model`` computing in ``dtype``, its weights converted (float32 → float64 exactly)."""
+    clone = copy.deepcopy(model)
+    for layer in clone.layers:
+        layer.astype(dtype)
+    return clone
+
+
+def _input_width(model: Sequential) -> int:
+    """The features the network takes: the first layer's that fixes it (activations keep the width)."""
+    widths = (getattr(layer, "in_features", None) for layer in model.layers)
+    return next((w for w in widths if isinstance(w, int)), 3)
+
+
+def load_model_example(path: Path, batch: int, dtype: np.dtype[Any], rng: np.random.Generator,
+                       command: str) -> tuple[Sequential, FloatArray]:
+    """The network in model file ``path`` (in ``dtype``) and a random ``(batch, in)`` input.
+
+    Refuses with :class:`JacobianTooLargeError` a network whose expanded Jacobians (the chain's
+    intermediate products included) would exceed ``MAX_JACOBIAN_ENTRIES`` entries at this batch.
+    """
+    model = _in_dtype(load(path), dtype)
+    X = _values(rng, (batch, _input_width(model)), "normal").astype(dtype)
+    # Sequential.jacobian multiplies ∂(layer l's output)/∂A into the chain for every layer l from
+    # A's own on: the largest of those products is what materialising costs.
+    sizes, A = [], X
+    for layer in model.layers:
+        A = copy.deepcopy(layer).forward(A)
+        sizes.append(A.size)
+    arguments = [("X", 0, X.size)] + [(f"{i}.{k}", i, p.size) for i, layer in enumerate(model.layers)
+                                      for k, p in layer.params.items()]
+    wrt, start, size = max(arguments, key=lambda a: max(sizes[a[1]:]) * a[2])
+    entries = max(sizes[start:]) * size
+    if entries > MAX_JACOBIAN_ENTRIES:
+        # Entries grow with N for a parameter, with N² for X.
+        single = entries // (batch * batch if wrt == "X" else batch)
+        hint = (f"--batch 1 gives {single:,}" if single <= MAX_JACOBIAN_ENTRIES and batch > 1
+                else f"even --batch 1 gives {single:,}: too large to materialise")
+        raise JacobianTooLargeError(
+            f"{command} --model expects a network whose expanded Jacobians have at most "
+            f"{MAX_JACOBIAN_ENTRIES:,} entries, got {entries:,} for {wrt} at --batch {batch} ({hint})")
+    return model, X
 
 
 # Loading a user's class ---------------------------------------------------------------------------
@@ -431,7 +498,7 @@ def _run_cases(
         module = case.module
         name = type(module).__name__
         dY = None
-        if isinstance(module, Layer):
+        if not isinstance(module, Loss):
             shape: tuple[int, ...] = _guarded(name, _forward_shape, module, case.X)
             dY = rng.standard_normal(shape).astype(case.X.dtype)
         try:
@@ -450,7 +517,7 @@ def _run_cases(
     return reports, details, broken
 
 
-def _forward_shape(module: Layer, X: FloatArray) -> tuple[int, ...]:
+def _forward_shape(module: Layer | Sequential, X: FloatArray) -> tuple[int, ...]:
     out = np.asarray(copy.deepcopy(module).forward(X))
     return tuple(out.shape)
 
@@ -479,7 +546,27 @@ def run(args: argparse.Namespace) -> int:
     """Run ``jacnet check``; return 0 when every gradient agrees, 1 otherwise."""
     dtype = np.dtype(args.dtype)
     rng = np.random.default_rng(args.seed)
-    if args.spec is None:
+    if args.model is None and args.batch is not None:
+        raise JacnetValueError("jacnet check --batch expects --model FILE to apply to, got none")
+    if args.model is not None:
+        if args.spec is not None:
+            raise JacnetValueError("jacnet check expects MODULE:CLASS or --model FILE, got both")
+        given = [flag for flag, value in (("--shape", args.shape), ("--args", args.args),
+                                          ("--target", args.target), ("--input", args.values))
+                 if value is not None]
+        if given:
+            raise JacnetValueError(f"jacnet check {given[0]} expects a MODULE:CLASS to apply to, got "
+                                   "--model FILE (a network fixes its own input; see --batch)")
+        batch = args.batch if args.batch is not None else MODEL_BATCH
+        model, X = load_model_example(args.model, batch, dtype, rng, "jacnet check")
+        cases = [Case(model, X)]
+        print(f"Checking the network in {args.model} ({len(model.layers)} layers, {model.n_params:,} "
+              f"parameters) on a random X of shape {X.shape[0]}x{X.shape[1]}, {dtype.name}, seed "
+              f"{args.seed}:")
+        print("dX and every parameter's gradient by backward, by the chained expanded Jacobians, and by")
+        print("central finite differences.")
+        print()
+    elif args.spec is None:
         for option in ("shape", "args", "target", "values"):
             if getattr(args, option) is not None:
                 flag = "--input" if option == "values" else f"--{option}"

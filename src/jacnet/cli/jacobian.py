@@ -4,6 +4,7 @@ For a small random batch the command builds ``∂Y/∂A`` with :func:`jacnet.exp
 prints it as a labelled ``(N·out) × (N·in)`` matrix (zeros as ``.``), shows that the closed-form
 backward equals the Jacobian contracted with a random upstream gradient, and counts what the
 same Jacobian would cost at a realistic size against the multiply-adds of the closed form.
+With ``--model FILE`` the module is a saved network and the Jacobian its chain over the layers.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import copy
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jacnet._validation import FloatArray, check_jacobian_size
 from jacnet.cli._args import count, real, seed
+from jacnet.cli.check import load_model_example
 from jacnet.errors import JacnetValueError
 from jacnet.jacobian import expanded_jacobian
 from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid, softmax
@@ -30,6 +33,7 @@ from jacnet.losses import (
     SigmoidBinaryCrossEntropy,
     SoftmaxCrossEntropy,
 )
+from jacnet.model import Sequential
 from jacnet.plots import JacobianMatrix, jacobian_formula, jacobian_matrix
 
 __all__ = ["KINDS", "add_parsers", "format_matrix", "run"]
@@ -60,17 +64,23 @@ def add_parsers(sub: Any) -> None:
             "Materialise the expanded Jacobian of a layer or loss for a small random batch, print\n"
             "it as a labelled (N·out) × (N·in) matrix, show that the closed-form backward equals\n"
             "the Jacobian contracted with a random upstream gradient, and count what it would\n"
-            "cost at a realistic size."
+            "cost at a realistic size. With --model FILE instead of KIND: a saved network's\n"
+            "Jacobian, the chain rule over its layers (one trained here, or converted with\n"
+            "jacnet.export.from_torch and saved with jacnet.save)."
         ),
         epilog=(
             "examples:\n"
             "  jacnet jacobian softmax --batch 2 --features 3\n"
             "  jacnet jacobian affine --in 3 --out 2 --wrt W --plot affine_W.png\n"
-            "  jacnet jacobian softmax_ce --batch 3 --features 4"
+            "  jacnet jacobian softmax_ce --batch 3 --features 4\n"
+            "  jacnet jacobian --model model.jacnet --wrt 0.W"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("kind", choices=KINDS, metavar="KIND", help=f"one of: {', '.join(KINDS)}")
+    parser.add_argument("kind", nargs="?", choices=KINDS, metavar="KIND",
+                        help=f"one of: {', '.join(KINDS)}")
+    parser.add_argument("--model", type=Path, metavar="FILE",
+                        help="a jacnet model file: the whole network's Jacobian instead of KIND's")
     parser.add_argument("--batch", type=count, default=2, metavar="N", help="batch size (default: 2)")
     parser.add_argument("--features", type=count, metavar="K",
                         help="features of an activation, classes of a loss (default: 3)")
@@ -78,8 +88,8 @@ def add_parsers(sub: Any) -> None:
                         help="affine: input features (default: 3)")
     parser.add_argument("--out", dest="n_out", type=count, metavar="O",
                         help="affine: output features (default: 2)")
-    parser.add_argument("--wrt", choices=("X", "W", "b"), default="X",
-                        help="affine: differentiate with respect to X, W or b (default: X)")
+    parser.add_argument("--wrt", default="X",
+                        help="affine: X, W or b; --model: X or a parameter such as 0.W (default: X)")
     parser.add_argument("--slope", type=real, default=0.01,
                         help="leaky_relu: negative slope (default: 0.01)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the random batch (default: 0)")
@@ -96,7 +106,7 @@ def add_parsers(sub: Any) -> None:
 class Example:
     """A module with a random input (and target) and the names the printout uses."""
 
-    module: Layer | Loss
+    module: Layer | Loss | Sequential
     X: FloatArray
     wrt: str
     target: Any = None
@@ -106,6 +116,21 @@ class Example:
 def build_example(args: argparse.Namespace, rng: np.random.Generator) -> Example:
     """The module and random batch that ``args`` describes (float64)."""
     kind, N = args.kind, args.batch
+    if (kind is None) == (args.model is None):
+        raise JacnetValueError("jacnet jacobian expects KIND or --model FILE, got "
+                               f"{'neither' if kind is None else 'both'}")
+    if args.model is not None:
+        for option, flag in (("features", "--features"), ("n_in", "--in"), ("n_out", "--out")):
+            if getattr(args, option) is not None:
+                raise JacnetValueError(f"jacnet jacobian {flag} expects a KIND, got --model FILE "
+                                       "(a network fixes its own widths)")
+        network, inputs = load_model_example(args.model, N, np.dtype(np.float64), rng, "jacnet jacobian")
+        if args.wrt not in ("X", *network.params):
+            raise JacnetValueError(f"jacnet jacobian --wrt expects X or one of this network's parameters "
+                                   f"({', '.join(network.params)}), got {args.wrt!r}")
+        return Example(network, inputs, args.wrt)
+    if args.wrt not in ("X", "W", "b"):
+        raise JacnetValueError(f"jacnet jacobian --wrt expects X, W or b, got {args.wrt!r}")
     if kind == "affine":
         if args.features is not None:
             raise JacnetValueError("jacnet jacobian --features expects a layer other than affine; "
@@ -279,6 +304,10 @@ STRUCTURE = {
 }
 
 
+NETWORK_STRUCTURE = ("the chain rule over the layers: each layer's expanded Jacobian contracted with the "
+                     "product so far, J ← tensordot(J_l, J, 2) (Sequential.jacobian)")
+
+
 def _structure(kind: str, wrt: str) -> str:
     if (kind, wrt) in STRUCTURE:
         return STRUCTURE[(kind, wrt)]
@@ -306,7 +335,7 @@ def _backward_and_contraction(ex: Example, J: FloatArray, rng: np.random.Generat
     else:
         Y = m.forward(ex.X)
         dY = rng.standard_normal(Y.shape)
-        dX = m.backward(dY)
+        dX = np.asarray(m.backward(dY))  # a network's backward may return None; not with dX asked for
         closed = dX if ex.wrt == "X" else m.grads[ex.wrt]
         contracted = np.tensordot(dY, J, axes=dY.ndim)
         grad = "dX" if ex.wrt == "X" else f"d{ex.wrt}"
@@ -397,7 +426,10 @@ def run(args: argparse.Namespace) -> int:
         A = X if ex.wrt == "X" else module.params[ex.wrt]
         symbol = "X" if ex.wrt == "X" else ex.wrt
         out = "Z" if isinstance(module, Affine) else "Y"
-        say(f"{module!r} on a random batch X of shape {X.shape} (seed {args.seed}); "
+        what = (f"The network in {args.model} ({len(module.layers)} layers: "
+                f"{', '.join(repr(layer) for layer in module.layers)}, float64)"
+                if isinstance(module, Sequential) else repr(module))
+        say(f"{what} on a random batch X of shape {X.shape} (seed {args.seed}); "
             f"{out} has shape {Y.shape}.")
         say("X =")
         say(_indent(_matrix_text(X)))
@@ -420,12 +452,15 @@ def run(args: argparse.Namespace) -> int:
     entries = rows * cols
     say("")
     say(f"structure: {entries:,} entries, {nonzeros:,} non-zero ({_percent(nonzeros, entries)})")
-    say(textwrap.fill(_structure(args.kind, ex.wrt), width=100, initial_indent="  ",
-                      subsequent_indent="  "))
+    structure = NETWORK_STRUCTURE if isinstance(module, Sequential) else _structure(args.kind, ex.wrt)
+    say(textwrap.fill(structure, width=100, initial_indent="  ", subsequent_indent="  "))
     say("")
     diff = _backward_and_contraction(ex, J, rng, say)
     say(f"max |backward - contraction| = {diff:.2e}")
     _chain(ex, say)
+    if isinstance(module, Sequential):
+        _plot(args, ex, rows, cols, say)
+        return 0
     scale = realistic(args.kind, ex.wrt)
     big = scale.rows * scale.cols
     say("")
@@ -441,11 +476,17 @@ def run(args: argparse.Namespace) -> int:
         say(f"  contracting it with the upstream gradient: {big:,} multiply-adds")
         say(f"  the closed form, {scale.closed_form_text}: {scale.closed_form:,},")
         say(f"    {big / scale.closed_form:,.0f}× fewer, and no Jacobian in memory")
+    _plot(args, ex, rows, cols, say)
+    return 0
+
+
+def _plot(args: argparse.Namespace, ex: Example, rows: int, cols: int, say: Callable[..., None]) -> None:
+    """Draw the Jacobian into ``--plot FILE.png``, when asked."""
     if args.plot:
         from jacnet.plots import plot_jacobian
 
         try:
-            plot_jacobian(module, X, wrt=ex.wrt, target=ex.target, path=args.plot, dpi=args.dpi,
+            plot_jacobian(ex.module, ex.X, wrt=ex.wrt, target=ex.target, path=args.plot, dpi=args.dpi,
                           figsize=_figsize(rows, cols))
         except ImportError as exc:
             raise JacnetValueError(f"jacnet jacobian --plot expects matplotlib: {exc}") from exc
@@ -454,7 +495,6 @@ def run(args: argparse.Namespace) -> int:
                                    f"({exc.strerror or exc})") from exc
         say("")
         say(f"wrote {args.plot}")
-    return 0
 
 
 def _figsize(rows: int, cols: int) -> tuple[float, float]:
