@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"jacnet {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional extra that is not installed; the message names it
+        print(f"jacnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except UnicodeDecodeError as exc:
         print(f"jacnet {args.command}: error: input is not UTF-8 text ({exc.reason})", file=sys.stderr)
         return 2

@@ -32,6 +32,9 @@ LOSSES = {
 
 MODEL_FILE = "model.jacnet"
 
+#: A run whose last training loss is this many times its first one has diverged.
+DIVERGED = 100.0
+
 
 def _hidden(text: str) -> tuple[int, ...]:
     try:
@@ -150,8 +153,8 @@ def add_parsers(sub: Any) -> None:
                         help="the first line names the columns")
     header.add_argument("--no-header", dest="header", action="store_const", const="no-header",
                         help="the first line is data")
-    predict.add_argument("--chunk-rows", type=count, default=65536,
-                         help="rows read and predicted at a time (bounds memory; default: 65536)")
+    predict.add_argument("--chunk-rows", type=count, default=16384,
+                         help="rows read and predicted at a time (bounds memory; default: 16384)")
     predict.set_defaults(run=run_predict, header=None)
 
 
@@ -347,21 +350,31 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"task: {data.note}")
         print(model.summary(), flush=True)
     started = time.perf_counter()
+
+    def diverged(detail: str) -> JacnetValueError:
+        return JacnetValueError(f"training diverged, try a smaller learning rate than --lr {lr:g} (or "
+                                f"standardised inputs): {detail}")
+
     try:
-        history = jacnet.fit(model, X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
-                             batch_size=args.batch_size, validation_split=args.validation_split,
-                             seed=args.seed, callbacks=callbacks, verbose=verbose)
-        seconds = time.perf_counter() - started
-        if not classification:
-            unscale_outputs(model, y_mean, y_std)  # predictions in the target's own units
-        scores = jacnet.evaluate(model, X_test, y_test)
-        fold_standardization(model, mean, std)  # the saved model takes raw features
+        # Overflow is reported as divergence below, not as NumPy RuntimeWarnings on the way.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            history = jacnet.fit(model, X_train, y_train, loss=loss, optimizer=optimizer,
+                                 epochs=args.epochs, batch_size=args.batch_size,
+                                 validation_split=args.validation_split, seed=args.seed,
+                                 callbacks=callbacks, verbose=verbose)
+            seconds = time.perf_counter() - started
+            losses = history["loss"]
+            if len(losses) > 1 and losses[-1] > DIVERGED * max(losses[0], 1e-12):
+                raise diverged(f"the training loss grew from {losses[0]:.4g} in epoch 1 to "
+                               f"{losses[-1]:.4g} in epoch {len(losses)}")
+            if not classification:
+                unscale_outputs(model, y_mean, y_std)  # predictions in the target's own units
+            scores = jacnet.evaluate(model, X_test, y_test)
+            fold_standardization(model, mean, std)  # the saved model takes raw features
         if not all(np.isfinite(p).all() for p in model.params.values()):
             raise NonFiniteError("the weights overflowed when the standardisation was folded in")
     except NonFiniteError as exc:
-        detail = str(exc).split(". Try a smaller")[0]
-        raise JacnetValueError(f"train: training diverged, try a smaller learning rate (--lr, now "
-                               f"{lr:g}) or standardised inputs ({detail})") from None
+        raise diverged(str(exc).split(". Try a smaller")[0]) from None
     except JacnetError as exc:
         raise _as_flags(exc) from None
     best = callbacks[0].best_epoch + 1 if callbacks and callbacks[0].best_epoch >= 0 else None
@@ -500,15 +513,15 @@ def run_predict(args: argparse.Namespace) -> int:
             if names is not None:
                 writer.writerow(out_header)
             if classification:
-                outputs = model.predict(X)
+                outputs = model.predict(X, batch_size=4096)
                 chosen = predicted_labels(outputs, model.loss)
                 rows: list[list[str]] = [[_label_text(labels[k])] for k in chosen.tolist()]
                 if args.proba:
-                    proba = model.predict_proba(X)
+                    proba = model.predict_proba(X, batch_size=4096)
                     for row, p in zip(rows, proba.tolist(), strict=True):
                         row.extend(f"{v:.6g}" for v in p)
             else:
-                rows = [[f"{v:.6g}" for v in r] for r in model.predict(X).tolist()]
+                rows = [[f"{v:.6g}" for v in r] for r in model.predict(X, batch_size=4096).tolist()]
             writer.writerows(rows)
         if temporary is not None:
             target_file.close()
