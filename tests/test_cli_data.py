@@ -66,8 +66,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(data CSV, model file) of a classifier trained on three_class_csv."""
     root = tmp_path_factory.mktemp("data")
     data = three_class_csv(root / "colours.csv")
-    code = main(["train", "--data", str(data), "--target", "colour", "--hidden", "16", "--epochs", "40", "--lr", "0.01",
-                 "--quiet", "--out", str(root / "run")])
+    code = main(["train", "--data", str(data), "--target", "colour", "--hidden", "16", "--epochs", "40",
+                 "--lr", "0.01", "--quiet", "--out", str(root / "run")])
     assert code == 0
     return data, root / "run" / "model.jacnet"
 
@@ -277,7 +277,8 @@ def test_target_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_file_options_are_refused_with_a_bundled_data_set(capsys: pytest.CaptureFixture[str]) -> None:
-    refused(["train", "--data", "iris", "--target", "x", *FAST], capsys, "--target expects --data to be a file")
+    refused(["train", "--data", "iris", "--target", "x", *FAST], capsys,
+            "--target expects --data to be a file")
 
 
 # Item 2: metadata in the model file -----------------------------------------------------------
@@ -377,7 +378,7 @@ def test_predict_missing_value_in_the_first_row_is_refused_by_name(
         trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, model = trained
     for first in (",0.1,0.0", "NA,0.1,0.0", "3.1,nan,0.0"):
-        code, out, err = predict(model, first + "\n" + ROWS, tmp_path, capsys)
+        code, _out, err = predict(model, first + "\n" + ROWS, tmp_path, capsys)
         assert code == 2 and "missing value" in err and "data row 1 (line 1)" in err, err
         assert "column 'a'" in err or "column 'b'" in err
 
@@ -435,7 +436,7 @@ def test_predict_other_malformed_rows_are_refused_by_name(
         trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
         fragment: str) -> None:
     _, model = trained
-    code, out, err = predict(model, text, tmp_path, capsys)
+    code, _out, err = predict(model, text, tmp_path, capsys)
     assert code == 2 and fragment in err, err
 
 
@@ -531,7 +532,8 @@ def test_run_records_hold_every_option_and_count_epochs_from_one(
 
 def test_the_header_names_adamw_with_its_weight_decay(capsys: pytest.CaptureFixture[str],
                                                       tmp_path: Path) -> None:
-    code, out, _ = run(["train", "--data", "iris", "--hidden", "4", "--epochs", "1", "--out", tmp_path], capsys)
+    code, out, _ = run(["train", "--data", "iris", "--hidden", "4", "--epochs", "1", "--out", tmp_path],
+                       capsys)
     assert code == 0
     assert "AdamW(lr=0.001, weight_decay=0.1)" in out.splitlines()[0]
     assert "weight_decay=0.1" in repr(jacnet.Adam(weight_decay=0.1))
@@ -599,7 +601,7 @@ def test_validation_split_of_a_tiny_file_names_the_flag(tmp_path: Path,
 ])
 def test_divergence_says_so_however_it_diverges(argv: list[str], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["train", "--data", "iris", "--hidden", "16", *argv, "--quiet", "--out", tmp_path],
+    code, _out, err = run(["train", "--data", "iris", "--hidden", "16", *argv, "--quiet", "--out", tmp_path],
                          capsys)
     assert code == 2 and "training diverged, try a smaller learning rate" in err, err
     assert len(err.strip().splitlines()) == 1
