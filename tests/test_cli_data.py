@@ -629,3 +629,52 @@ def test_a_closed_pipe_in_process_returns_141(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(sys, "stdout", Closed())
     assert main(["jacobian", "softmax"]) == 141
+
+
+# The README's CSV round trip ------------------------------------------------------------------
+
+
+def test_the_readme_csv_round_trip_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- csv-round-trip:start -->")[1].split("<!-- csv-round-trip:end -->")[0]
+    commands = [shlex.split(line) for line in block.splitlines() if line.startswith("jacnet ")]
+    assert [c[1] for c in commands] == ["train", "predict", "evaluate"]
+    header = next(line for line in block.splitlines() if "species" in line).lstrip("# ").strip()
+    assert header == "sepal_length,sepal_width,petal_length,petal_width,species"
+    rng = np.random.default_rng(0)
+    species = np.array(["setosa", "versicolor", "virginica"])[np.arange(120) % 3]
+    X = (np.arange(120) % 3)[:, None] * 1.5 + 4 + 0.3 * rng.standard_normal((120, 4))
+    rows = [",".join(f"{v:.2f}" for v in x) + f",{s}" for x, s in zip(X, species, strict=True)]
+    monkeypatch.chdir(tmp_path)
+    Path("flowers.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    Path("new_flowers.csv").write_text(header.rsplit(",", 1)[0] + "\n" +
+                                       "\n".join(r.rsplit(",", 1)[0] for r in rows[:10]) + "\n")
+    for argv in commands:
+        extra = ["--epochs", "5", "--hidden", "16", "--quiet"] if argv[1] == "train" else []
+        code, _, err = run([*argv[1:], *extra], capsys)
+        assert code == 0, (argv, err)
+    out = list(csv.reader(io.StringIO(Path("predictions.csv").read_text())))
+    assert len(out) == 11 and out[0][0] == "species" and len(out[0]) == 4
+    assert {r[0] for r in out[1:]} <= set(species)
+
+
+def test_predict_input_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from jacnet.tabular import Encoder, iter_csv_chunks
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.csv"
+    np.savetxt(path, rng.standard_normal((40_000, 4)), fmt="%.4f", delimiter=",")
+    encoder = Encoder(columns=["a", "b", "c", "d"], feature_names=["a", "b", "c", "d"])
+    tracemalloc.start()
+    try:
+        rows = sum(X.shape[0] for _, X in iter_csv_chunks(path, encoder, chunk_rows=500))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows == 40_000
+    assert peak < 1_000_000, peak  # the whole file as float64 alone would be 1.28 MB

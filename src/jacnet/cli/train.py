@@ -222,7 +222,10 @@ def _bundled(name: str, seed: int, dtype: Any) -> TrainingData:
 def _from_file(path: str, args: argparse.Namespace, *, flag: str = "train") -> TrainingData:
     from jacnet.tabular import prepare, read_table
 
-    table = read_table(path, args.target)
+    try:
+        table = read_table(path, args.target)
+    except JacnetValueError as exc:  # the reader names train's flags
+        raise JacnetValueError(str(exc).replace("train --", f"{flag} --", 1)) from None
     target = args.target
     if target is None:
         if path.lower().endswith(".npz") and any(c.name == "y" for c in table.columns):
@@ -230,8 +233,11 @@ def _from_file(path: str, args: argparse.Namespace, *, flag: str = "train") -> T
         else:
             raise JacnetValueError(f"{flag} --target expects the name of the column to predict, got "
                                    f"none (columns: {[c.name for c in table.columns][:20]})")
-    prepared = prepare(table, target, task=args.task, one_hot=args.one_hot, impute=args.impute,
-                       test_size=args.test_size, seed=args.seed)
+    try:
+        prepared = prepare(table, target, task=args.task, one_hot=args.one_hot, impute=args.impute,
+                           test_size=args.test_size, seed=args.seed)
+    except JacnetValueError as exc:
+        raise JacnetValueError(str(exc).replace("train --", f"{flag} --", 1)) from None
     meta = prepared.metadata()
     meta["split"] = {"seed": args.seed, "test_size": args.test_size,
                      "stratified": prepared.task == "classification"}
