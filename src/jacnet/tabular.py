@@ -531,8 +531,7 @@ def _numberlike(cell: str) -> bool:
     return True
 
 
-def _decide_header(first: list[str], names: list[str] | None, width: int, mode: str | None,
-                   stored: bool) -> bool:
+def _decide_header(first: list[str], names: list[str] | None, mode: str | None, stored: bool) -> bool:
     """Whether the first row of a prediction input is a header (see ``jacnet predict --help``)."""
     if mode is not None:
         return mode == "header"
@@ -597,7 +596,7 @@ def iter_csv_chunks(
             raise JacnetValueError(f"predict INPUT expects at least one row, got an empty file {path}")
         pick: list[int] | None = None
         names: list[str] | None = None
-        if not _blank(first, width) and _decide_header(first, columns, width, header, stored_names):
+        if not _blank(first, width) and _decide_header(first, columns, header, stored_names):
             names = [c.strip() for c in first]
             if names != columns:
                 if stored_names and target in names and [n for n in names if n != target] == columns:
