@@ -229,3 +229,18 @@ def test_heatmap_colour_limits_fit_signed_data_and_a_given_mask() -> None:
     assert np.ma.count_masked(fig.axes[0].images[0].get_array()) == 0
     with pytest.raises(JacnetValueError, match="structure"):
         plot_jacobian(jacnet.Softmax(), np.zeros((1, 2)), structure=np.ones((3, 3), bool))
+
+
+def test_jacobian_command_prints_computed_zeros_as_0_and_structural_ones_as_dots(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from jacnet.cli import main
+
+    assert main(["jacobian", "relu", "--batch", "2", "--features", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "(. = structural zero, 0 = computed zero)" in out
+    rows = [line.replace("|", " ").split()[1:] for line in out.splitlines() if line.startswith("y[")]
+    assert len(rows) == 6
+    for r, cells in enumerate(rows):  # the diagonal holds 1.0000 or a computed 0, the rest dots
+        assert cells[r] in ("1.0000", "0")
+        assert all(c == "." for k, c in enumerate(cells) if k != r)
+    assert "0" in [cells[r] for r, cells in enumerate(rows)]

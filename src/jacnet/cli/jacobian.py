@@ -402,8 +402,8 @@ def run(args: argparse.Namespace) -> int:
     say(f"  {jacobian_formula(module, ex.wrt)}")
     say("")
     if rows <= PRINT_NUMBERS[0] and cols <= PRINT_NUMBERS[1]:
-        if jm.structure is not None and not jm.structure.all():
-            say("(. = structural zero, 0 = computed zero)")
+        if jm.structure is not None and bool(np.any(jm.structure & (jm.matrix == 0))):
+            say("(. = structural zero, 0 = computed zero)")  # only where both kinds appear
         say(format_matrix(jm))
     elif rows <= PRINT_PATTERN[0] and cols <= PRINT_PATTERN[1]:
         say("(too wide to print with numbers; x = non-zero, 0 = computed zero, . = structural zero)")
