@@ -431,13 +431,29 @@ def test_predict_mixed_first_line_is_refused(trained: tuple[Path, Path], tmp_pat
     ("3.1,0.1,inf\n", "finite numbers in column 'c'"),
     ("a,b,c\n", "at least one data row"),
     ("", "at least one row"),
+    ("3.1;0.1;0.0\n", "another separator"),
+    (",a,b,c\n0,3.1,0.1,0.0\n", "unnamed index column"),  # pandas' to_csv() with its index
+    ("1e308,0,0\n", "fit in the model's float32"),
+    ("3.1,0.1,\"" + "9" * 200_000 + "\"\n", "field larger than field limit"),
+    (b"\xe9t\xe9,1,2\n", "not UTF-8"),  # Latin-1
 ])
 def test_predict_other_malformed_rows_are_refused_by_name(
-        trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
+        trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | bytes,
         fragment: str) -> None:
     _, model = trained
     code, _out, err = predict(model, text, tmp_path, capsys)
     assert code == 2 and fragment in err, err
+
+
+def test_predict_crlf_quotes_and_spaces_are_handled(
+        trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, model = trained
+    text = ' a , b,"c"\r\n"3.1", 0.1 ,0.0\r\n0.0,2.9,0.2\r\n0.1,0.0,"3.2"\r\n'
+    code, out, err = predict(model, text, tmp_path, capsys)
+    assert code == 0 and out.splitlines() == ["colour", *EXPECTED], err
+    # a quoted field spanning two lines is one row: the message names the line it ends on
+    code, _, err = predict(model, 'a,b,c\n3.1,"0.1\n",0.0\n0.0,x,0.2\n', tmp_path, capsys)
+    assert code == 2 and "data row 2 (line 4)" in err
 
 
 def test_predict_proba_keeps_labels_and_probabilities_sum_to_one(

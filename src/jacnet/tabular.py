@@ -134,11 +134,33 @@ def _blank(row: list[str], width: int) -> bool:
     return not row or (width > 1 and len(row) == 1 and not row[0].strip())
 
 
+def _csv_rows(handle: Any, path: Path, flag: str) -> Iterator[tuple[list[str], int]]:
+    """Each row with the line it ends on; the csv module's own errors named as ``flag``'s."""
+    reader = csv.reader(handle)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a NUL byte, a field over the size limit
+            raise JacnetValueError(f"{flag} expects CSV text, got {exc} at line "
+                                   f"{max(reader.line_num, 1)} of {path}") from None
+        yield row, reader.line_num
+
+
+def _ragged(flag: str, expected: int, row: list[str], where: str, path: Path) -> JacnetValueError:
+    hint = ""
+    if len(row) == 1 and any(sep in row[0] for sep in ";\t|"):
+        hint = " (another separator? jacnet reads comma-separated values)"
+    return JacnetValueError(f"{flag} expects {expected} cells per row, got {len(row)} at {where} of "
+                            f"{path}{hint}")
+
+
 def _read_csv(path: Path) -> Table:
     source = str(path)
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
+        reader = _csv_rows(handle, path, "train --data")
+        header, _ = next(reader, (None, 0))
         if header is None:
             raise JacnetValueError(f"train --data expects a CSV with a header row and data, got an "
                                    f"empty file {source}")
@@ -146,16 +168,14 @@ def _read_csv(path: Path) -> Table:
         width = len(names)
         rows: list[list[str]] = []
         lines: list[int] = []
-        for row in reader:
+        for row, line in reader:
             if _blank(row, width):
                 raise JacnetValueError(f"train --data expects one row of values per line, got a blank "
-                                       f"line at line {reader.line_num} of {source}")
+                                       f"line at line {line} of {source}")
             if len(row) != width:
-                raise JacnetValueError(f"train --data expects {width} cells per row (the header's), "
-                                       f"got {len(row)} at data row {len(rows) + 1} "
-                                       f"(line {reader.line_num}) of {source}")
+                raise _ragged("train --data", width, row, f"data row {len(rows) + 1} (line {line})", path)
             rows.append(row)
-            lines.append(reader.line_num)
+            lines.append(line)
     if not rows:
         raise JacnetValueError(f"train --data expects at least one data row after the header, got none "
                                f"in {source}")
@@ -441,8 +461,10 @@ def prepare(
     by_name = {c.name: c for c in table.columns}
     if target not in by_name:
         shown = [c.name for c in table.columns][:20]
+        hint = (" (another separator? jacnet reads comma-separated values)" if len(shown) == 1
+                and any(sep in shown[0] for sep in ";\t|") else "")
         raise JacnetValueError(f"train --target expects a column of {table.source}, one of {shown}, "
-                               f"got {target!r}")
+                               f"got {target!r}{hint}")
     y_column = by_name[target]
     missing = (np.isnan(y_column.values) if y_column.numeric
                else np.array([v is None for v in y_column.values], dtype=bool))
@@ -552,6 +574,11 @@ def _decide_header(first: list[str], names: list[str] | None, mode: str | None, 
         return False  # numbers (some missing): a data row
     if kinds == {"text"}:
         return True  # names only: a header, checked against the model's below
+    if kinds == {"text", "missing"}:
+        raise JacnetValueError(
+            f"predict INPUT's first line holds names and empty cells ({','.join(cells[:8])}): an "
+            "unnamed index column, as pandas' to_csv writes without index=False? Pass --header or "
+            "--no-header")
     raise JacnetValueError(
         f"predict INPUT's first line mixes numbers and text ({','.join(cells[:8])}): cannot tell a "
         "header from a data row; pass --header or --no-header")
@@ -590,10 +617,14 @@ def iter_csv_chunks(
     columns = encoder.columns
     width = len(columns)
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        first = next(reader, None)
+        reader = _csv_rows(handle, path, "predict INPUT")
+        first, first_line = next(reader, (None, 0))
         if first is None:
             raise JacnetValueError(f"predict INPUT expects at least one row, got an empty file {path}")
+        if len(first) == 1 and width > 1 and not _blank(first, width):
+            ragged = _ragged("predict INPUT", width, first, f"line {first_line}", path)
+            if "another separator" in str(ragged):
+                raise ragged
         pick: list[int] | None = None
         names: list[str] | None = None
         if not _blank(first, width) and _decide_header(first, columns, header, stored_names):
@@ -611,13 +642,12 @@ def iter_csv_chunks(
                         f"got {names[:12]} ({detail or 'same names in another order'})")
             pending: list[tuple[list[str], int]] = []
         else:
-            pending = [(first, reader.line_num)]
+            pending = [(first, first_line)]
         expected = width if pick is None else len(names or [])
 
         def numbered() -> Iterator[tuple[list[str], int]]:
             yield from pending
-            for row in reader:
-                yield row, reader.line_num
+            yield from reader
 
         rows: list[list[str]] = []
         lines: list[int] = []
@@ -628,8 +658,7 @@ def iter_csv_chunks(
                 raise JacnetValueError(f"predict INPUT expects one row of values per line, got a blank "
                                        f"line at line {line} of {path}; remove it")
             if len(row) != expected:
-                raise JacnetValueError(f"predict INPUT expects {expected} cells per row, got {len(row)} "
-                                       f"at data row {data_row + 1} (line {line}) of {path}")
+                raise _ragged("predict INPUT", expected, row, f"data row {data_row + 1} (line {line})", path)
             data_row += 1
             rows.append(row if pick is None else [row[j] for j in pick])
             lines.append(line)

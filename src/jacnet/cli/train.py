@@ -480,6 +480,17 @@ def _label_text(value: Any) -> str:
     return value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
 
 
+def _check_range(X: np.ndarray, dtype: np.dtype[Any], done: int, names: list[str]) -> None:
+    """Refuse, by row and column, a value the model's dtype cannot hold (1e308 in float32)."""
+    limit = np.finfo(dtype).max
+    too_large = np.abs(X) > limit
+    if too_large.any():
+        row, column = np.argwhere(too_large)[0]
+        raise JacnetValueError(f"predict INPUT expects values that fit in the model's {dtype} "
+                               f"(|x| <= {limit:.3g}), got {X[row, column]:.3g} at data row "
+                               f"{done + row + 1}, feature {names[column]!r}")
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from jacnet.io import load_checkpoint
     from jacnet.metrics import is_classification, predicted_labels
@@ -515,9 +526,12 @@ def run_predict(args: argparse.Namespace) -> int:
                                f"({exc.strerror or exc})") from None
     try:
         writer = csv.writer(target_file, lineterminator="\n")
+        done = 0  # data rows written so far
         for names, X in chunks:
             if names is not None:
                 writer.writerow(out_header)
+            _check_range(X, model.dtype, done, encoder.feature_names)
+            done += X.shape[0]
             if classification:
                 outputs = model.predict(X, batch_size=4096)
                 chosen = predicted_labels(outputs, model.loss)
@@ -534,8 +548,9 @@ def run_predict(args: argparse.Namespace) -> int:
             os.replace(temporary, args.output)
             temporary = None
     except UnicodeDecodeError:
-        raise JacnetValueError(f"predict INPUT expects a UTF-8 CSV text file, got binary data in "
-                               f"{args.input}") from None
+        raise JacnetValueError(f"predict INPUT expects a UTF-8 CSV text file, got bytes that are not "
+                               f"UTF-8 in {args.input} (binary data, or another encoding such as "
+                               "Latin-1?)") from None
     except IsADirectoryError:
         raise JacnetValueError(f"predict --output expects a writable file, got {str(args.output)!r} "
                                "(a directory)") from None
