@@ -276,6 +276,22 @@ def test_target_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixtu
     refused(["train", "--data", path, *argv, *FAST, "--out", tmp_path / "x"], capsys, fragment)
 
 
+@pytest.mark.parametrize(("content", "fragment"), [
+    (b"a,y\n\xe9,1\n", "not UTF-8"),
+    (b"a;y\n1;0\n", "another separator"),
+    (b"a,y\n1,0\n\n2,1\n", "blank line at line 3"),
+    (b"a,y\n1,0\n2,1,3\n", "expects 2 cells per row, got 3 at data row 2 (line 3)"),
+    (b"a,a,y\n1,2,0\n", "distinct column names"),
+    (b"a,y\n1,0.5\n", "enough rows"),
+    (b"a,y\ninf,0\n" + b"".join(b"%d,%d\n" % (i, i % 2) for i in range(20)), "finite numbers in column 'a'"),
+])
+def test_malformed_training_csv_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   content: bytes, fragment: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    refused(["train", "--data", path, "--target", "y", *FAST, "--out", tmp_path / "x"], capsys, fragment)
+
+
 def test_file_options_are_refused_with_a_bundled_data_set(capsys: pytest.CaptureFixture[str]) -> None:
     refused(["train", "--data", "iris", "--target", "x", *FAST], capsys,
             "--target expects --data to be a file")

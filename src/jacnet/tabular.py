@@ -277,7 +277,11 @@ def read_table(path: str | os.PathLike[str], target: str | None = None) -> Table
     if not file.is_file():
         raise JacnetValueError(f"train --data expects an existing file, got {str(file)!r}")
     if suffix == ".csv":
-        return _read_csv(file)
+        try:
+            return _read_csv(file)
+        except UnicodeDecodeError:
+            raise JacnetValueError(f"train --data expects a UTF-8 CSV text file, got bytes that are not "
+                                   f"UTF-8 in {file} (another encoding such as Latin-1?)") from None
     if suffix == ".npz":
         return _read_npz(file, target)
     return _read_parquet(file)
