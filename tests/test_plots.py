@@ -171,3 +171,76 @@ def test_jacobian_command_plot_to_an_unwritable_path_is_one_line(tmp_path: Path)
                           env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "--plot expects a writable file" in done.stderr
+
+
+# Structural and computed zeros ---------------------------------------------------------------
+
+
+def test_structural_mask_of_each_builtin_layout() -> None:
+    from jacnet.plots import structural_mask
+
+    relu = jacobian_matrix(jacnet.ReLU(), np.array([[1.0, -1.0], [-2.0, 3.0]]))
+    np.testing.assert_array_equal(relu.structure, np.eye(4, dtype=bool))
+    soft = jacobian_matrix(jacnet.Softmax(), np.zeros((2, 3)))
+    np.testing.assert_array_equal(soft.structure, np.kron(np.eye(2), np.ones((3, 3))).astype(bool))
+    layer = jacnet.Affine(3, 2, rng=0, dtype=np.float64)
+    X = np.arange(1.0, 7.0).reshape(2, 3)
+    jw = jacobian_matrix(layer, X, wrt="W")
+    # every entry off the mask is zero for any input; every entry on it is x_ik (non-zero here)
+    assert jw.structure is not None
+    assert not jw.matrix[~jw.structure].any() and jw.matrix[jw.structure].all()
+    jb = jacobian_matrix(layer, X, wrt="b")
+    np.testing.assert_array_equal(jb.structure, np.vstack([np.eye(2), np.eye(2)]).astype(bool))
+    loss = jacobian_matrix(jacnet.MeanSquaredError(), X, target=X)  # all computed, all zero here
+    assert loss.structure is not None and loss.structure.all() and not loss.matrix.any()
+
+    class Mine(jacnet.ReLU):
+        pass
+
+    assert structural_mask(jacnet.Sequential([jacnet.ReLU()]), "X", (2, 2), (2, 2)) is None
+    assert jacobian_matrix(Mine(), np.ones((1, 2))).structure is not None  # a ReLU is a ReLU
+
+
+def test_relu_heatmap_tells_computed_zeros_from_structural_ones(tmp_path: Path) -> None:
+    X = np.array([[0.5, -1.0, 2.0], [-0.3, 1.5, -2.0]])
+    fig = plot_jacobian(jacnet.ReLU(), X, path=tmp_path / "relu.png")
+    image = fig.axes[0].images[0]
+    shown = image.get_array()
+    # the 30 off-diagonal entries are masked (drawn grey), the 6 diagonal ones are drawn,
+    # three of them computed zeros at the negative inputs
+    assert np.ma.count_masked(shown) == 30
+    diagonal = np.ma.getdata(shown)[np.eye(6, dtype=bool)]
+    assert diagonal.tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    assert not np.ma.getmaskarray(shown)[np.eye(6, dtype=bool)].any()
+    assert image.get_clim() == (0.0, 1.0)  # the colour bar fits a 0/1 pattern
+    assert tuple(image.cmap(image.norm(0.0)))[:3] != tuple(image.cmap.get_bad())[:3]  # white, not grey
+    assert "structural zeros" in fig.axes[0].get_xlabel()
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("0") == 3 and texts.count("1.00") == 3
+
+
+def test_heatmap_colour_limits_fit_signed_data_and_a_given_mask() -> None:
+    layer = jacnet.Affine(3, 2, rng=0, dtype=np.float64)
+    fig = plot_jacobian(layer, np.ones((2, 3)))
+    low, high = fig.axes[0].images[0].get_clim()
+    W = layer.params["W"]
+    assert low == -high == -float(np.abs(W).max())
+    fig = plot_jacobian(jacnet.Softmax(), np.zeros((1, 2)), structure=None)
+    assert np.ma.count_masked(fig.axes[0].images[0].get_array()) == 0
+    with pytest.raises(JacnetValueError, match="structure"):
+        plot_jacobian(jacnet.Softmax(), np.zeros((1, 2)), structure=np.ones((3, 3), bool))
+
+
+def test_jacobian_command_prints_computed_zeros_as_0_and_structural_ones_as_dots(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from jacnet.cli import main
+
+    assert main(["jacobian", "relu", "--batch", "2", "--features", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "(. = structural zero, 0 = computed zero)" in out
+    rows = [line.replace("|", " ").split()[1:] for line in out.splitlines() if line.startswith("y[")]
+    assert len(rows) == 6
+    for r, cells in enumerate(rows):  # the diagonal holds 1.0000 or a computed 0, the rest dots
+        assert cells[r] in ("1.0000", "0")
+        assert all(c == "." for k, c in enumerate(cells) if k != r)
+    assert "0" in [cells[r] for r, cells in enumerate(rows)]

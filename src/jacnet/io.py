@@ -23,6 +23,10 @@ The header is an object with exactly these keys::
      "arrays": [{"name": "model/0.W", "dtype": "float32", "shape": [4, 8],
                  "offset": 0, "nbytes": 128}, ...]}
 
+and, optionally, ``"metadata"``: what the network was trained on (feature names, class
+labels, task, target, split, data fingerprint), checked by :func:`jacnet.metadata.check_metadata`.
+A file without it loads with empty metadata.
+
 Layer types come from a fixed registry of jacnet's built-in layers (``Affine``, ``ReLU``,
 ``LeakyReLU``, ``Sigmoid``, ``Tanh``, ``Softmax``), each with its ``Layer.config()``; the loss
 from the built-in losses; the optimizer from ``{"SGD", "Adam"}`` with its
@@ -58,7 +62,7 @@ import secrets
 import stat
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -68,11 +72,13 @@ from jacnet._validation import FloatArray, all_finite, describe
 from jacnet.errors import JacnetError, JacnetTypeError, JacnetValueError, ModelFileError, NonFiniteError
 from jacnet.layers import Layer
 from jacnet.losses import Loss
+from jacnet.metadata import check_metadata
 from jacnet.model import Sequential
 from jacnet.optim import Optimizer
 from jacnet.registry import LAYERS, LOSSES, OPTIMIZERS
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "MAX_HEADER_BYTES", "Checkpoint", "load", "load_checkpoint", "save"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "MAX_HEADER_BYTES", "Checkpoint", "load", "load_checkpoint",
+           "load_metadata", "save"]
 
 #: The first eight bytes of every model file.
 MAGIC = b"JACNET\x00\x01"
@@ -120,11 +126,14 @@ class Checkpoint:
         The optimizer with its hyper-parameters, step count and state, when one was saved.
     training_state : dict
         The ``training_state`` passed to :func:`save` (``{}`` when none was).
+    metadata : dict
+        The ``metadata`` passed to :func:`save` (``{}`` when none was).
     """
 
     model: Sequential
     optimizer: Optimizer | None
     training_state: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 # Saving ------------------------------------------------------------------------------------
@@ -136,6 +145,7 @@ def save(
     optimizer: Optimizer | None = None,
     *,
     training_state: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (and optionally ``optimizer`` and ``training_state``) to ``path``.
 
@@ -157,6 +167,8 @@ def save(
         Anything else a training loop needs to resume (epoch, RNG state, history...). It must
         be JSON-serialisable: dicts with string keys, lists or tuples (loaded back as lists),
         strings, finite floats, ints, booleans and ``None``.
+    metadata : dict, optional
+        What the network was trained on (see :mod:`jacnet.metadata` for the keys).
 
     Returns
     -------
@@ -174,7 +186,7 @@ def save(
         The file could not be written (missing or unwritable directory, disk full...).
     """
     target = _as_path(path, "save path")
-    header, arrays = _encode(model, optimizer, training_state)
+    header, arrays = _encode(model, optimizer, training_state, metadata)
     _atomic_write(target, header, arrays)
     return target
 
@@ -198,7 +210,7 @@ def _registered(registry: Mapping[str, type[Any]], obj: Any) -> str | None:
     return None
 
 
-def _encode(model: Any, optimizer: Any, training_state: Any
+def _encode(model: Any, optimizer: Any, training_state: Any, metadata: Any = None
             ) -> tuple[bytes, list[tuple[str, FloatArray]]]:
     """Check everything and build the header bytes and the ``(name, array)`` list."""
     if not isinstance(model, Sequential):
@@ -251,6 +263,9 @@ def _encode(model: Any, optimizer: Any, training_state: Any
     header = {"format": _FORMAT_NAME, "format_version": FORMAT_VERSION, "layers": layers,
               "loss": loss_name, "optimizer": optimizer_meta, "training_state": state_dict,
               "arrays": table}
+    if metadata:  # written only when given: files without it stay as they were
+        _check_json(metadata, "metadata", 0)
+        header["metadata"] = check_metadata(metadata, model.in_features, model.out_features)
     try:
         text = json.dumps(header, allow_nan=False, ensure_ascii=True, separators=(",", ":"))
     except (TypeError, ValueError) as exc:  # a layer's config() that is not JSON
@@ -488,6 +503,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     return _Reader(target).read()
 
 
+def load_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``metadata`` of a model file (``{}`` when it has none), after the full checks of
+    :func:`load`."""
+    return load_checkpoint(path).metadata
+
+
 class _Reader:
     """One load: every check raises :class:`ModelFileError` naming ``self.path``."""
 
@@ -512,7 +533,12 @@ class _Reader:
         if extra:
             self.fail(f"arrays {extra} are not used by the model, optimizer or training state "
                       "described in the header")
-        return Checkpoint(model=model, optimizer=optimizer, training_state=state)
+        metadata = header.get("metadata", {})
+        try:
+            check_metadata(metadata, model.in_features, model.out_features)
+        except JacnetValueError as exc:
+            self.fail(f"header {exc}")
+        return Checkpoint(model=model, optimizer=optimizer, training_state=state, metadata=metadata)
 
     # Bytes and container ---------------------------------------------------------------------
 
@@ -581,7 +607,7 @@ class _Reader:
         if type(version) is not int or version != FORMAT_VERSION:
             self.fail(f"unsupported format version {_short(version)}; this jacnet reads version "
                       f"{FORMAT_VERSION} (a newer jacnet may read it)")
-        self._check_keys(header, _HEADER_KEYS, "header")
+        self._check_keys(header, _HEADER_KEYS | ({"metadata"} & header.keys()), "header")
         return header, data_start
 
     def _check_keys(self, obj: Any, keys: frozenset[str], where: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from jacnet._validation import FloatArray, as_float_array, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError
@@ -34,7 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["JacobianMatrix", "jacobian_formula", "jacobian_matrix", "plot_history", "plot_jacobian"]
+__all__ = ["JacobianMatrix", "jacobian_formula", "jacobian_matrix", "plot_history", "plot_jacobian",
+           "structural_mask"]
 
 PathLike = str | os.PathLike[str]
 
@@ -116,6 +118,11 @@ class JacobianMatrix:
         boundaries fall on multiples of them. ``0`` means no blocks.
     output_shape, input_shape : tuple of int
         The shapes of ``Y`` and ``A`` before flattening.
+    structure : ndarray of bool, (rows, cols), or None
+        ``False`` at the *structural* zeros, entries that are zero for every input because of
+        the module's structure (the off-diagonal of an element-wise layer, the other samples'
+        blocks...); ``True`` where the value is computed (and may still be zero, e.g. a ReLU
+        at a negative input). ``None`` when the structure is not known (a user's layer).
     """
 
     matrix: FloatArray
@@ -125,6 +132,37 @@ class JacobianMatrix:
     col_block: int
     output_shape: tuple[int, ...]
     input_shape: tuple[int, ...]
+    structure: NDArray[np.bool_] | None = None
+
+
+_ELEMENTWISE = (ReLU, LeakyReLU, Sigmoid, Tanh)
+
+
+def structural_mask(module: Any, wrt: str, output_shape: tuple[int, ...],
+                    input_shape: tuple[int, ...]) -> NDArray[np.bool_] | None:
+    """Where a built-in module's expanded Jacobian can be non-zero, ``(rows, cols)``.
+
+    ``False`` marks the structural zeros (``δ_ik``: another sample; ``δ_jl``: another
+    feature); ``True`` the entries computed from the input. A loss has no structural zeros.
+    ``None`` for a module whose structure jacnet does not know (a user's layer, a Sequential).
+    """
+    rows = int(np.prod(output_shape, dtype=np.int64))
+    cols = int(np.prod(input_shape, dtype=np.int64))
+    if isinstance(module, Loss):
+        return np.ones((rows, cols), dtype=bool)
+    if len(output_shape) != 2:
+        return None
+    out = output_shape[1]
+    sample, feature = np.divmod(np.arange(rows), out)  # row (i, j)
+    if isinstance(module, _ELEMENTWISE) and wrt == "X" and input_shape == output_shape:
+        return np.eye(rows, dtype=bool)  # δ_ik δ_jl
+    if isinstance(module, (Softmax, Affine)) and wrt == "X" and len(input_shape) == 2:
+        k = np.arange(cols) // input_shape[1]
+        return sample[:, None] == k[None, :]  # δ_ik: block diagonal
+    if isinstance(module, Affine) and wrt in ("W", "b"):
+        l_index = np.arange(cols) % out  # column (k, l) of W, or l of b
+        return feature[:, None] == l_index[None, :]  # δ_jl
+    return None
 
 
 def _labels(name: str, shape: tuple[int, ...]) -> list[str]:
@@ -174,6 +212,7 @@ def jacobian_matrix(module: Any, X: Any, *, wrt: str = "X", target: Any = None) 
         out_shape = tuple(J.shape[: J.ndim - len(in_shape)])
     rows = int(np.prod(out_shape, dtype=np.int64))
     cols = int(np.prod(in_shape, dtype=np.int64))
+    structure = structural_mask(module, wrt, out_shape, in_shape)
     return JacobianMatrix(
         matrix=J.reshape(rows, cols),
         row_labels=_labels(out_name, out_shape),
@@ -182,6 +221,7 @@ def jacobian_matrix(module: Any, X: Any, *, wrt: str = "X", target: Any = None) 
         col_block=in_shape[-1] if len(in_shape) == 2 else 0,
         output_shape=out_shape,
         input_shape=in_shape,
+        structure=structure,
     )
 
 
@@ -231,14 +271,19 @@ def plot_jacobian(
     figsize: tuple[float, float] = (6.0, 4.8),
     dpi: float = 100,
     annotate: bool | None = None,
+    structure: Any = "auto",
 ) -> Figure:
     """Draw a module's expanded Jacobian as a heatmap with its block structure visible.
 
     Rows are the outputs ``y[i,j]`` (one block per sample), columns the entries of the input or
-    parameter; grid lines mark the block boundaries. Colours are symmetric around zero, so
-    the structural zeros are white: an affine layer in ``X`` shows a block diagonal of ``Wᵀ``
-    blocks, in ``W`` the Kronecker pattern ``x_ik δ_jl``, in ``b`` stacked identities; a
-    softmax shows dense ``K × K`` blocks on the diagonal.
+    parameter; grid lines mark the block boundaries. *Structural* zeros, entries zero for every
+    input by the module's structure (``structure`` False), are drawn in neutral grey; every
+    computed entry is drawn in the colour map, a computed zero (a ReLU at a negative input) in
+    its zero colour, white. The colour limits fit the data: symmetric around zero when the
+    values have both signs, ``[0, max]`` (white to red) when none is negative, ``[min, 0]``
+    when none is positive. An affine layer in ``X`` shows a block diagonal of ``Wᵀ`` blocks,
+    in ``W`` the Kronecker pattern ``x_ik δ_jl``, in ``b`` stacked identities; a softmax shows
+    dense ``K × K`` blocks on the diagonal.
 
     Parameters
     ----------
@@ -261,8 +306,12 @@ def plot_jacobian(
     dpi : float
         Resolution of a new figure and of the PNG.
     annotate : bool, optional
-        Write each entry's value in its cell; by default when the matrix has at most
-        12 × 12 entries.
+        Write each computed entry's value in its cell (a computed zero as ``0``); by default
+        when the matrix has at most 12 × 12 entries.
+    structure : "auto", array_like of bool (rows, cols), or None
+        Where the entries are computed (``True``) or structural zeros (``False``): "auto" uses
+        :func:`structural_mask` for the built-in modules; ``None`` draws every entry as
+        computed.
 
     Returns
     -------
@@ -285,8 +334,28 @@ def plot_jacobian(
     else:
         fig = cast("Figure", ax.figure)  # a SubFigure draws the same way
         colorbar = False
-    limit = float(np.abs(M).max(initial=0.0)) or 1.0
-    image = ax.imshow(M, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto",
+    mask = jm.structure if isinstance(structure, str) and structure == "auto" else structure
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != M.shape:
+            raise JacnetValueError(f"plot_jacobian structure expects a boolean array of shape {M.shape}, "
+                                   f"got shape {mask.shape}")
+    computed = M if mask is None else M[mask]
+    low = float(computed.min(initial=0.0))
+    high = float(computed.max(initial=0.0))
+    import matplotlib as mpl
+
+    if low < 0 < high or low == high:
+        limit = max(-low, high) or 1.0
+        name, vmin, vmax = "RdBu_r", -limit, limit
+    elif low >= 0:
+        name, vmin, vmax = "Reds", 0.0, high
+    else:
+        name, vmin, vmax = "Blues_r", low, 0.0
+    limit = max(abs(vmin), abs(vmax))
+    cmap = mpl.colormaps[name].with_extremes(bad="0.78")  # structural zeros: neutral grey
+    shown = M if mask is None else np.ma.masked_array(M, mask=~mask)
+    image = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
                       interpolation="nearest")
     if colorbar:
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -309,14 +378,18 @@ def plot_jacobian(
         annotate = rows <= 12 and cols <= 12
     if annotate:
         for (r, c), value in np.ndenumerate(M):
-            if value != 0:
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if abs(value) > 0.6 * limit else "black")
+            if mask is not None and not mask[r, c]:
+                continue  # a structural zero: the grey says it
+            if value != 0 or mask is not None:
+                ax.text(c, r, f"{value:.2f}" if value != 0 else "0", ha="center", va="center",
+                        fontsize=6.5, color="white" if abs(value) > 0.6 * limit else "black")
     out = "×".join(str(s) for s in jm.output_shape) or "the scalar J"
     inp = "×".join(str(s) for s in jm.input_shape)
     ax.set_title(title if title is not None else jacobian_formula(module, wrt, math=True), fontsize=11)
+    legend = "" if mask is None else (f"; grey: {int(mask.size - np.count_nonzero(mask))} structural "
+                                      f"zeros, white: computed zeros")
     ax.set_xlabel(f"{type(module).__name__}: {rows} output{'s' if rows != 1 else ''} ({out}) × "
-                  f"{cols} inputs ({inp}), {np.count_nonzero(M)} non-zero", fontsize=8)
+                  f"{cols} inputs ({inp}), {np.count_nonzero(M)} non-zero{legend}", fontsize=8)
     fig.tight_layout()
     _save(fig, path)
     return fig

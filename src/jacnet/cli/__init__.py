@@ -8,6 +8,7 @@ jacnet's own errors print their message, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -44,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in an error at exit
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # as a shell reports a process ended by SIGPIPE
     except JacnetError as exc:
         print(f"jacnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -54,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"jacnet {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional extra that is not installed; the message names it
+        print(f"jacnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except UnicodeDecodeError as exc:
         print(f"jacnet {args.command}: error: input is not UTF-8 text ({exc.reason})", file=sys.stderr)
         return 2
@@ -61,6 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jacnet {args.command}: interrupted", file=sys.stderr)
         return 130
     return code
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

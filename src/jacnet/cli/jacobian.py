@@ -171,12 +171,16 @@ def build_example(args: argparse.Namespace, rng: np.random.Generator) -> Example
 # Printing --------------------------------------------------------------------------------------
 
 
-def _cell(value: float) -> str:
-    return "." if value == 0 else f"{value:.4f}"
+def _cell(value: float, computed: bool) -> str:
+    """A structural zero is ``.``; a computed one (a ReLU at a negative input) is ``0``."""
+    if value == 0:
+        return "0" if computed else "."
+    return f"{value:.4f}"
 
 
 def format_matrix(jm: JacobianMatrix, *, numbers: bool = True) -> str:
-    """The labelled matrix, zeros as ``.``, with ``|`` and ``-`` at block boundaries.
+    """The labelled matrix, with ``|`` and ``-`` at block boundaries; structural zeros are ``.``,
+    computed zeros ``0`` (every zero is ``.`` when the structure is not known).
 
     Parameters
     ----------
@@ -188,7 +192,9 @@ def format_matrix(jm: JacobianMatrix, *, numbers: bool = True) -> str:
     """
     M = jm.matrix
     rows, cols = M.shape
-    cells = [[_cell(float(v)) if numbers else ("x" if v != 0 else ".") for v in row] for row in M]
+    known = jm.structure if jm.structure is not None else np.zeros(M.shape, dtype=bool)
+    cells = [[_cell(float(v), bool(c)) if numbers else ("x" if v != 0 else "0" if c else ".")
+              for v, c in zip(row, known_row, strict=True)] for row, known_row in zip(M, known, strict=True)]
     col_labels = jm.col_labels if numbers else ["" for _ in range(cols)]
     width = max([len(c) for row in cells for c in row] + [len(c) for c in col_labels] + [1])
     label_width = max(len(label) for label in jm.row_labels)
@@ -442,9 +448,11 @@ def run(args: argparse.Namespace) -> int:
     say(f"  {jacobian_formula(module, ex.wrt)}")
     say("")
     if rows <= PRINT_NUMBERS[0] and cols <= PRINT_NUMBERS[1]:
+        if jm.structure is not None and bool(np.any(jm.structure & (jm.matrix == 0))):
+            say("(. = structural zero, 0 = computed zero)")  # only where both kinds appear
         say(format_matrix(jm))
     elif rows <= PRINT_PATTERN[0] and cols <= PRINT_PATTERN[1]:
-        say("(too wide to print with numbers; x = non-zero, . = zero)")
+        say("(too wide to print with numbers; x = non-zero, 0 = computed zero, . = structural zero)")
         say(format_matrix(jm, numbers=False))
     else:
         say("(too large to print; --plot FILE.png draws it)")
