@@ -6,8 +6,8 @@ Each test here reproduces a way jacnet used to be silently wrong (issue "Trust")
 from __future__ import annotations
 
 import pickle
-import warnings
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
