@@ -23,6 +23,11 @@ from jacnet.layers import Layer, _Builtin
 Ints = tuple[int, ...]
 
 
+def ix(*parts: Any) -> tuple[Any, ...]:
+    """An index tuple, e.g. ``A[ix(..., *offsets)]`` (a star inside ``[]`` needs Python 3.11)."""
+    return parts
+
+
 def as_ints(value: Any, n: int, name: str, *, minimum: int) -> Ints:
     """``value`` (an int, or a tuple/list of ``n`` ints) as a tuple of ``n`` ints >= ``minimum``."""
     if isinstance(value, (tuple, list)):
@@ -66,7 +71,7 @@ def pad(X: np.ndarray[Any, Any], padding: Ints, value: float = 0.0) -> np.ndarra
         return X
     shape = X.shape[:2] + tuple(s + 2 * p for s, p in zip(X.shape[2:], padding, strict=True))
     out = np.full(shape, value, dtype=X.dtype)
-    out[(..., *(slice(p, p + s) for p, s in zip(padding, X.shape[2:], strict=True)))] = X
+    out[ix(..., *(slice(p, p + s) for p, s in zip(padding, X.shape[2:], strict=True)))] = X
     return out
 
 
@@ -74,7 +79,7 @@ def crop(Xp: FloatArray, padding: Ints) -> FloatArray:
     """The inverse of :func:`pad`: the interior of ``Xp``."""
     if not any(padding):
         return Xp
-    return Xp[(..., *(slice(p, n - p) for p, n in zip(padding, Xp.shape[2:], strict=True)))]
+    return Xp[ix(..., *(slice(p, n - p) for p, n in zip(padding, Xp.shape[2:], strict=True)))]
 
 
 def _offset_slices(offset: Ints, stride: Ints, out: Ints) -> tuple[slice, ...]:
@@ -86,7 +91,7 @@ def windows(Xp: np.ndarray[Any, Any], kernel: Ints, stride: Ints) -> np.ndarray[
     """A read-only view ``(N, C, *out, *kernel)``: ``W[n, c, t, k] = Xp[n, c, t·stride + k]``."""
     d = len(kernel)
     view = np.lib.stride_tricks.sliding_window_view(Xp, kernel, axis=tuple(range(2, 2 + d)))
-    return view[(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
+    return view[ix(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
 
 
 def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints) -> FloatArray:
@@ -101,7 +106,7 @@ def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints) -> FloatArray:
     # Xp's slice is (N, C, *out); cols' slot is (N, *out, C): move C after the output axes.
     to_cols = (0, *range(2, 2 + d), 1)
     for offset in np.ndindex(*kernel):
-        cols[(..., *offset)] = Xp[(..., *_offset_slices(offset, stride, out))].transpose(to_cols)
+        cols[ix(..., *offset)] = Xp[ix(..., *_offset_slices(offset, stride, out))].transpose(to_cols)
     return cols
 
 
@@ -115,7 +120,7 @@ def fold(dwin: FloatArray, padded: Ints, stride: Ints) -> FloatArray:
     out, kernel = dwin.shape[2:2 + d], dwin.shape[2 + d:]
     dXp = np.zeros(dwin.shape[:2] + padded, dtype=dwin.dtype)
     for offset in np.ndindex(*kernel):
-        dXp[(..., *_offset_slices(offset, stride, out))] += dwin[(..., *offset)]
+        dXp[ix(..., *_offset_slices(offset, stride, out))] += dwin[ix(..., *offset)]
     return dXp
 
 

@@ -30,6 +30,7 @@ from jacnet._spatial import (
     checked_input,
     crop,
     fold,
+    ix,
     output_sizes,
     pad,
     plain,
@@ -205,8 +206,8 @@ class _Conv(ShapeKept):
                 s = tuple(p * st + kk - pd for p, st, kk, pd in
                           zip(pos, self.stride, kappa, self.padding, strict=True))
                 if all(0 <= si < n for si, n in zip(s, A.shape[2:], strict=True)):
-                    block[(slice(None), *pos, slice(None), *s)] = W[(slice(None), slice(None),
-                                                                     *kappa)]
+                    block[ix(slice(None), *pos, slice(None), *s)] = W[ix(slice(None),
+                                                                       slice(None), *kappa)]
         return np.einsum(f"nm,o{t}c{k}->no{t}mc{k}", np.eye(N, dtype=W.dtype), block)
 
 
