@@ -12,6 +12,7 @@ with index arrays (0.9 ms against 6.6 ms, float32), and the offset loop in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -94,34 +95,50 @@ def windows(Xp: np.ndarray[Any, Any], kernel: Ints, stride: Ints) -> np.ndarray[
     return view[ix(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
 
 
-def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints) -> FloatArray:
-    """im2col: the array ``(N, *out, C, *kernel)`` (a new one) of every window of ``Xp``.
+def pad_channels_last(X: FloatArray, padding: Ints) -> FloatArray:
+    """``X (N, C, *S)`` zero-padded and moved to channels-last, ``(N, *padded, C)`` (new)."""
+    N, C, spatial = X.shape[0], X.shape[1], X.shape[2:]
+    Xp = np.zeros((N, *(s + 2 * p for s, p in zip(spatial, padding, strict=True)), C),
+                  dtype=X.dtype)
+    interior = ix(slice(None), *(slice(p, p + s) for p, s in zip(padding, spatial, strict=True)))
+    Xp[interior] = np.moveaxis(X, 1, -1)
+    return Xp
 
-    Reshaped to ``(N·prod(out), C·prod(kernel))``, row ``(n, t)`` holds the inputs that output
-    position ``t`` of sample ``n`` sees, in the order of a PyTorch weight's ``(C, *kernel)``.
-    Filled by one strided copy per kernel offset.
+
+def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints,
+           buffer: FloatArray | None = None) -> FloatArray:
+    """im2col: ``cols (prod(out)·N, prod(kernel)·C)`` (a new array) from a channels-last
+    padded ``Xp (N, *padded, C)``: ``cols[(t, n), (κ, c)] = Xp[n, t·stride + κ, c]``.
+
+    Rows run over output positions, then samples; columns over kernel offsets, then channels.
+    In ``Xp`` a row's ``(κ, c)`` entries lie in runs of ``kernel[-1]·C`` contiguous numbers, so
+    the one copy that materialises the strided view moves long runs. ``buffer`` (C-contiguous,
+    of the result's size and dtype) receives the result instead of a new array.
     """
-    N, C, d = Xp.shape[0], Xp.shape[1], len(kernel)
-    cols = np.empty((N, *out, C, *kernel), dtype=Xp.dtype)
-    # Xp's slice is (N, C, *out); cols' slot is (N, *out, C): move C after the output axes.
-    to_cols = (0, *range(2, 2 + d), 1)
-    for offset in np.ndindex(*kernel):
-        cols[ix(..., *offset)] = Xp[ix(..., *_offset_slices(offset, stride, out))].transpose(to_cols)
-    return cols
+    N, C = Xp.shape[0], Xp.shape[-1]
+    sn, *ss, sc = Xp.strides
+    view = np.lib.stride_tricks.as_strided(
+        Xp, (*out, N, *kernel, C),
+        (*(st * s for st, s in zip(stride, ss, strict=True)), sn, *ss, sc), writeable=False)
+    shape = (math.prod(out) * N, math.prod(kernel) * C)
+    if buffer is None:
+        return view.reshape(shape)
+    np.copyto(buffer.reshape(view.shape), view)
+    return buffer.reshape(shape)
 
 
-def fold(dwin: FloatArray, padded: Ints, stride: Ints) -> FloatArray:
-    """col2im, the adjoint of :func:`windows`: ``dXp[n, c, t·stride + k] += dwin[n, c, t, k]``.
+def fold(piece: Callable[[Ints], np.ndarray[Any, Any]], dest: np.ndarray[Any, Any], first: int,
+         kernel: Ints, stride: Ints, out: Ints) -> np.ndarray[Any, Any]:
+    """col2im, the adjoint of gathering windows: for every kernel offset ``κ``, add
+    ``piece(κ)`` (the gradients of all windows' slot ``κ``) at ``κ + t·stride`` of ``dest``,
+    whose spatial axes start at axis ``first``. Returns ``dest``, updated in place.
 
-    ``dwin`` has shape ``(N, C, *out, *kernel)`` (any strides, a broadcast view included); the
-    result is a new ``(N, C, *padded)`` array. One vectorised strided add per kernel offset.
+    One vectorised strided add per kernel offset, over all samples and output positions.
     """
-    d = len(padded)
-    out, kernel = dwin.shape[2:2 + d], dwin.shape[2 + d:]
-    dXp = np.zeros(dwin.shape[:2] + padded, dtype=dwin.dtype)
+    lead = (slice(None),) * first
     for offset in np.ndindex(*kernel):
-        dXp[ix(..., *_offset_slices(offset, stride, out))] += dwin[ix(..., *offset)]
-    return dXp
+        dest[ix(*lead, *_offset_slices(offset, stride, out))] += piece(offset)
+    return dest
 
 
 class ShapeKept(_Builtin):

@@ -19,6 +19,7 @@ from jacnet._spatial import (
     as_ints,
     crop,
     fold,
+    ix,
     output_sizes,
     pad,
     plain,
@@ -83,8 +84,12 @@ class _Pool(ShapeKept):
 
     def _fold(self, dwin: FloatArray, in_shape: Ints) -> FloatArray:
         """col2im of window gradients ``(N, C, *out, *k)`` back to ``dX`` of ``in_shape``."""
+        d = self.spatial_ndim
         padded = tuple(s + 2 * p for s, p in zip(in_shape[2:], self.padding, strict=True))
-        return np.ascontiguousarray(crop(fold(dwin, padded, self.stride), self.padding))
+        dXp = np.zeros((*in_shape[:2], *padded), dtype=dwin.dtype)
+        fold(lambda offset: dwin[ix(..., *offset)], dXp, 2, self.kernel_size, self.stride,
+             dwin.shape[2:2 + d])
+        return np.ascontiguousarray(crop(dXp, self.padding))
 
     def _index(self, A: FloatArray, out: Ints) -> np.ndarray[Any, Any]:
         return window_index(A.shape[2:], self.kernel_size, self.stride, self.padding, out)
