@@ -19,7 +19,7 @@ import numpy as np
 
 from jacnet._validation import FloatArray, check_positive_int, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError, ShapeError
-from jacnet.layers import Layer, _Builtin
+from jacnet.layers import Layer, _Builtin, is_handed_over
 
 Ints = tuple[int, ...]
 
@@ -43,16 +43,17 @@ def plain(values: Ints) -> int | list[int]:
     return values[0] if len(set(values)) == 1 else list(values)
 
 
-def checked_input(layer: Layer, X: Any, dtype: np.dtype[Any] | None) -> FloatArray:
-    """``layer._input(X, dtype)``, refusing a float64 array into a float32 layer: that cast would
-    silently drop precision the caller asked for."""
-    if (dtype is not None and dtype == np.float32 and isinstance(X, np.ndarray)
-            and X.dtype == np.float64):
-        name = type(layer).__name__
+def checked_input(layer: Layer, X: Any, dtype: np.dtype[Any]) -> FloatArray:
+    """``X`` checked by ``layer._input`` (rank, numbers, finite) and cast to ``dtype``; a
+    float64 array into a float32 layer is refused: that cast would silently drop precision."""
+    if is_handed_over(X) and X.dtype == dtype:
+        return X
+    A = layer._input(X)
+    if dtype == np.float32 and isinstance(X, np.ndarray) and X.dtype == np.float64:
         raise JacnetTypeError(
-            f"{name}.forward X expects float32 values (the layer's dtype; cast X with "
-            f".astype(np.float32) or build the layer with dtype=np.float64), got float64")
-    return layer._input(X, dtype)
+            f"{type(layer).__name__}.forward X expects float32 values (the layer's dtype; cast "
+            f"X with .astype(np.float32) or build the layer with dtype=np.float64), got float64")
+    return A.astype(dtype, copy=False)
 
 
 def output_sizes(where: str, spatial: Ints, kernel: Ints, stride: Ints, padding: Ints) -> Ints:
