@@ -57,6 +57,13 @@ def contract(layer: Layer, X: Any, rng: np.random.Generator) -> None:
         np.testing.assert_array_equal(g, first[k])
         assert id(g) == buffers[k], f"grads[{k!r}] replaced instead of written in place"
         assert g.shape == layer.params[k].shape and g.dtype == layer.params[k].dtype
+    # What forward and backward return is the caller's: later calls never write into it.
+    kept_Y, kept_dX = Y.copy(), dX.copy()
+    layer.forward(X_before + 1)
+    layer.backward(-dY)
+    np.testing.assert_array_equal(Y, kept_Y)
+    np.testing.assert_array_equal(dX, kept_dX)
+    layer.forward(X_before)
     config = layer.config()
     json.dumps(config)
     twin = type(layer).from_config(config)

@@ -150,7 +150,9 @@ def test_conv_agrees_with_pytorch(cls: Any, shape: tuple[int, ...], options: dic
 @pytest.mark.parametrize(("layer", "shape"), [
     (Conv1D(2, 3, 3, stride=2, padding=1, rng=0), (4, 2, 9)),
     (Conv2D(2, 3, (2, 3), padding=(1, 0), rng=0, dtype=np.float64), (2, 2, 4, 5)),
-], ids=["Conv1D", "Conv2D"])
+    (Conv1D(2, 3, 3, rng=0), (1, 2, 3)),  # one sample, one position: nothing to transpose
+    (Conv2D(1, 1, 1, rng=0), (1, 1, 1, 1)),
+], ids=["Conv1D", "Conv2D", "Conv1D-one-position", "Conv2D-1x1"])
 def test_conv_layer_contract(layer: Any, shape: tuple[int, ...], rng: np.random.Generator) -> None:
     contract(layer, rng.standard_normal(shape).astype(layer.dtype), rng)
 

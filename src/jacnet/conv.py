@@ -60,10 +60,12 @@ def _to_rows(A: FloatArray) -> FloatArray:
 
 
 def _from_rows(M: FloatArray, N: int, out: Ints) -> FloatArray:
-    """The matrix ``(T·N, O)`` with rows ``(t, n)`` back to ``(N, O, *out)`` (a new array)."""
+    """The matrix ``(T·N, O)`` with rows ``(t, n)`` back to ``(N, O, *out)``: a new array,
+    even where no axis moves (``M`` may be a scratch buffer that the next call overwrites)."""
     O = M.shape[1]  # noqa: E741
     per_sample = np.ascontiguousarray(M.reshape(-1, N, O).transpose(1, 0, 2))  # (N, T, O)
-    return np.ascontiguousarray(per_sample.transpose(0, 2, 1)).reshape(N, O, *out)
+    Y = np.ascontiguousarray(per_sample.transpose(0, 2, 1)).reshape(N, O, *out)
+    return Y.copy() if np.may_share_memory(Y, M) else Y
 
 
 def _samples_first(A: FloatArray) -> FloatArray:
