@@ -1,12 +1,13 @@
 """Sliding windows over the spatial axes of ``(N, C, *spatial)`` arrays, shared by convolution
 and pooling: option checks, output sizes, padding, and the two moves of im2col.
 
-``unfold`` gathers every window an output position sees; ``fold`` is its adjoint and sums
-window-shaped gradients back onto the (padded) input. ``fold`` loops over the ``prod(kernel)``
-kernel offsets, each step one vectorised strided add over all samples and output positions:
-on a ``(128, 32, 40)`` input with a length-5 kernel it is about 7x faster than ``np.add.at``
-with index arrays (0.9 ms against 6.6 ms, float32), and the offset loop in
-:func:`unfold` beats a copy of ``sliding_window_view`` (0.77 ms against 0.94 ms).
+``unfold`` gathers every window an output position sees into the rows of a matrix; ``fold``
+(col2im) is its adjoint and sums window-shaped gradients back onto the padded input, one
+vectorised strided add per kernel offset (no Python loop over samples or positions).
+Measured on a ``(128, 32, 40)`` float32 input with a length-5 kernel, one thread: ``unfold``
+as one copy of a strided view of the channels-last input, 0.15 ms, against 0.70 ms for a copy
+per kernel offset from ``(N, C, L)``; ``fold`` by kernel offsets, 0.9 ms, against 6.6 ms for
+``np.add.at`` with index arrays.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ Unfolding every window into a row (im2col) gives ``cols (T·N, K·C)`` (``T = pr
 output positions, ``K = prod(k)`` kernel offsets; ``cols[(t, n), (κ, c)] = x_pad[n, c,
 t·stride + κ]``) and the weight as a matrix ``W_mat (K·C, O)``, ``W_mat[(κ, c), o] =
 W[o, c, κ]``, so the layer is the affine map ``Y_mat = cols W_mat + bᵀ`` and the lecture's
-closed forms for
-``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``. The input gradient comes back
-from the columns by col2im (every window's gradient summed onto the inputs it read).
+closed forms for ``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``. The input
+gradient comes back from the columns by col2im (every window's gradient summed onto the
+inputs it read). Rows run over positions then samples, columns over kernel offsets then
+channels: the layout in which im2col and col2im move long contiguous runs.
 
 The expanded Jacobian in ``X`` is, per sample, a (block) Toeplitz matrix: the kernel repeated
 along diagonals, ``∂y[n,o,t]/∂x[m,c,s] = δ_nm W[o, c, s − t·stride + pad]``.
@@ -298,13 +299,14 @@ class Conv1D(_Conv):
     Notes
     -----
     ``y[n, o, t] = b[o] + Σ_c Σ_κ W[o, c, κ] x_pad[n, c, t·stride + κ]``, ``Y (N, O, L_out)``
-    with ``L_out = (L + 2·pad − k) // stride + 1``. With ``cols (N·L_out, C·k)`` from im2col
-    and ``W_mat = W.reshape(O, C·k)ᵀ (C·k, O)``:
+    with ``L_out = (L + 2·pad − k) // stride + 1``. With ``cols (L_out·N, k·C)`` from im2col,
+    ``cols[(t, n), (κ, c)] = x_pad[n, c, t·stride + κ]``, and ``W_mat (k·C, O)``,
+    ``W_mat[(κ, c), o] = W[o, c, κ]``:
 
-    - forward ``Y_mat = cols W_mat + bᵀ``        ``(N·L_out, O)``
-    - ``dW_mat = colsᵀ dY_mat`` (``dB = Aᵀ dC``)    ``(C·k, O)``, reshaped to ``(O, C, k)``
+    - forward ``Y_mat = cols W_mat + bᵀ``        ``(L_out·N, O)``, rearranged to ``(N, O, L_out)``
+    - ``dW_mat = colsᵀ dY_mat`` (``dB = Aᵀ dC``)    ``(k·C, O)``, rearranged to ``(O, C, k)``
     - ``db = sum(dY_mat, axis=0)``                 ``(O,)``
-    - ``dcols = dY_mat W_matᵀ`` (``dA = dC Bᵀ``)    ``(N·L_out, C·k)``, col2im to ``(N, C, L)``
+    - ``dcols = dY_mat W_matᵀ`` (``dA = dC Bᵀ``)    ``(L_out·N, k·C)``, col2im to ``(N, C, L)``
 
     Examples
     --------
@@ -328,7 +330,7 @@ class Conv2D(_Conv):
     -----
     ``y[n, o, i, j] = b[o] + Σ_c Σ_{a,b} W[o, c, a, b] x_pad[n, c, i·s_h + a, j·s_w + b]``,
     ``Y (N, O, H_out, W_out)``. The same im2col product as :class:`Conv1D` with
-    ``cols (N·H_out·W_out, C·kh·kw)``: ``Y_mat = cols W_mat + bᵀ``, ``dW_mat = colsᵀ dY_mat``,
+    ``cols (H_out·W_out·N, kh·kw·C)``: ``Y_mat = cols W_mat + bᵀ``, ``dW_mat = colsᵀ dY_mat``,
     ``db = sum(dY_mat, axis=0)``, ``dcols = dY_mat W_matᵀ`` then col2im to ``(N, C, H, W)``.
     """
 
