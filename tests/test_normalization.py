@@ -14,11 +14,20 @@ from layer_checks import contract, three_way
 from named_errors import Case, named_error_test
 
 from jacnet import (
+    Affine,
+    AvgPool1D,
     BatchNorm,
+    Conv1D,
+    Dropout,
+    GlobalAvgPool,
     JacnetTypeError,
     JacnetValueError,
     LayerNorm,
+    ReLU,
+    Sequential,
     ShapeError,
+    SoftmaxCrossEntropy,
+    check_gradients,
     expanded_jacobian,
 )
 from jacnet.layers import inference_mode
@@ -254,3 +263,21 @@ CASES: list[Case] = [
 ]
 
 test_bad_input = named_error_test(CASES)
+
+
+def test_a_network_with_every_new_layer_passes_check_gradients(rng: np.random.Generator) -> None:
+    """Conv1D → BatchNorm → ReLU → Dropout (mask fixed) → AvgPool1D → LayerNorm → GlobalAvgPool
+    → Affine under a loss: the chain rule over the layers' Jacobians, backward and finite
+    differences agree, in training mode (batch statistics) and in inference mode."""
+    dropout = Dropout(0.3, rng=0)
+    dropout.fix_randomness()
+    model = Sequential([Conv1D(2, 3, 3, padding=1, rng=0, dtype=np.float64),
+                        BatchNorm(3, dtype=np.float64), ReLU(), dropout, AvgPool1D(2),
+                        LayerNorm((3, 3), dtype=np.float64), GlobalAvgPool(),
+                        Affine(3, 2, rng=1, dtype=np.float64)])
+    X = rng.standard_normal((4, 2, 6))
+    y = np.array([0, 1, 1, 0])
+    for training in (True, False):
+        model.train(training)
+        report = check_gradients(model, X, target=y, loss=SoftmaxCrossEntropy())
+        assert report.ok, str(report)

@@ -8,6 +8,7 @@ import numpy as np
 
 from jacnet._spatial import ShapeKept
 from jacnet._validation import FloatArray, as_rng, check_jacobian_size, check_real
+from jacnet.layers import is_recording
 
 __all__ = ["Dropout"]
 
@@ -58,7 +59,8 @@ class Dropout(ShapeKept):
                 and mask.dtype == A.dtype):
             mask = (self.rng.random(A.shape) >= self.p).astype(A.dtype)
             mask *= A.dtype.type(1.0 / (1.0 - self.p))
-            self._mask = mask
+            if is_recording():  # inference_mode leaves the layer's state as it was
+                self._mask = mask
         return mask
 
     def _multiplier(self, A: FloatArray) -> FloatArray:
