@@ -12,6 +12,8 @@ from jacnet.callbacks import (
     ModelCheckpoint,
     NonFiniteGuard,
 )
+from jacnet.conv import Conv1D, Conv2D
+from jacnet.dropout import Dropout
 from jacnet.errors import (
     ForwardNotCalledError,
     JacnetError,
@@ -41,8 +43,10 @@ from jacnet.losses import (
     SoftmaxCrossEntropy,
 )
 from jacnet.model import ACTIVATIONS, Sequential, build_mlp
+from jacnet.normalization import BatchNorm, LayerNorm
 from jacnet.optim import SGD, Adam, CosineDecay, Optimizer, StepDecay
 from jacnet.plots import plot_history, plot_jacobian
+from jacnet.pooling import AvgPool1D, AvgPool2D, Flatten, GlobalAvgPool, MaxPool1D, MaxPool2D
 from jacnet.train import History, evaluate, fit
 
 __version__ = "0.1.0"
@@ -52,13 +56,21 @@ __all__ = [
     "SGD",
     "Adam",
     "Affine",
+    "AvgPool1D",
+    "AvgPool2D",
+    "BatchNorm",
     "BinaryCrossEntropy",
     "Callback",
     "CategoricalCrossEntropy",
     "Checkpoint",
+    "Conv1D",
+    "Conv2D",
     "CosineDecay",
+    "Dropout",
     "EarlyStopping",
+    "Flatten",
     "ForwardNotCalledError",
+    "GlobalAvgPool",
     "GradientCheck",
     "GradientReport",
     "History",
@@ -68,9 +80,12 @@ __all__ = [
     "JacnetWarning",
     "JacobianTooLargeError",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "LearningRateScheduler",
     "Loss",
+    "MaxPool1D",
+    "MaxPool2D",
     "MeanSquaredError",
     "ModelCheckpoint",
     "ModelFileError",

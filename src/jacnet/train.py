@@ -153,7 +153,8 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str
     """
     if not isinstance(model, Sequential):
         raise JacnetTypeError(f"{name} model expects a jacnet Sequential, got {describe(model)}")
-    X = as_float_array(X, f"{name} X", ndim=2, dtype=model.dtype)
+    # The ranks the first layer declares: (N, in) for an MLP, (N, C, L) for a Conv1D...
+    X = as_float_array(X, f"{name} X", ndim=model.layers[0].input_ndim, dtype=model.dtype)
     n_in = model.in_features
     if n_in is not None and X.shape[1] != n_in:
         raise ShapeError(f"{name} X expects {n_in} features (the model's input width), "

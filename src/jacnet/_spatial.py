@@ -1,0 +1,164 @@
+"""Sliding windows over the spatial axes of ``(N, C, *spatial)`` arrays, shared by convolution
+and pooling: option checks, output sizes, padding, and the two moves of im2col.
+
+``unfold`` gathers every window an output position sees into the rows of a matrix; ``fold``
+(col2im) is its adjoint and sums window-shaped gradients back onto the padded input, one
+vectorised strided add per kernel offset (no Python loop over samples or positions).
+Measured on a ``(128, 32, 40)`` float32 input with a length-5 kernel, one thread: ``unfold``
+as one copy of a strided view of the channels-last input, 0.15 ms, against 0.70 ms for a copy
+per kernel offset from ``(N, C, L)``; ``fold`` by kernel offsets, 0.9 ms, against 6.6 ms for
+``np.add.at`` with index arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from jacnet._validation import FloatArray, check_positive_int, describe
+from jacnet.errors import JacnetTypeError, JacnetValueError, ShapeError
+from jacnet.layers import Layer, _Builtin, is_handed_over
+
+Ints = tuple[int, ...]
+
+
+def ix(*parts: Any) -> tuple[Any, ...]:
+    """An index tuple, e.g. ``A[ix(..., *offsets)]`` (a star inside ``[]`` needs Python 3.11)."""
+    return parts
+
+
+def as_ints(value: Any, n: int, name: str, *, minimum: int) -> Ints:
+    """``value`` (an int, or a tuple/list of ``n`` ints) as a tuple of ``n`` ints >= ``minimum``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise JacnetValueError(f"{name} expects an integer or {n} integers, got {describe(value)}")
+        return tuple(check_positive_int(v, name, minimum=minimum) for v in value)
+    return (check_positive_int(value, name, minimum=minimum),) * n
+
+
+def plain(values: Ints) -> int | list[int]:
+    """A tuple of options as ``config()`` writes it: one int when all agree, else a list."""
+    return values[0] if len(set(values)) == 1 else list(values)
+
+
+def checked_input(layer: Layer, X: Any, dtype: np.dtype[Any]) -> FloatArray:
+    """``X`` checked by ``layer._input`` (rank, numbers, finite) and cast to ``dtype``; a
+    float64 array into a float32 layer is refused: that cast would silently drop precision."""
+    if is_handed_over(X) and X.dtype == dtype:
+        return X
+    A = layer._input(X)
+    if dtype == np.float32 and isinstance(X, np.ndarray) and X.dtype == np.float64:
+        raise JacnetTypeError(
+            f"{type(layer).__name__}.forward X expects float32 values (the layer's dtype; cast "
+            f"X with .astype(np.float32) or build the layer with dtype=np.float64), got float64")
+    return A.astype(dtype, copy=False)
+
+
+def output_sizes(where: str, spatial: Ints, kernel: Ints, stride: Ints, padding: Ints) -> Ints:
+    """``floor((s + 2p - k) / stride) + 1`` per axis; a window larger than the padded input is
+    refused with a :class:`ShapeError` naming ``where``."""
+    padded = tuple(s + 2 * p for s, p in zip(spatial, padding, strict=True))
+    if any(k > s for k, s in zip(kernel, padded, strict=True)):
+        raise ShapeError(
+            f"{where} expects spatial size (with padding {padding}) of at least the kernel "
+            f"{kernel}, got spatial size {spatial}, padded {padded}")
+    return tuple((s - k) // st + 1 for s, k, st in zip(padded, kernel, stride, strict=True))
+
+
+def pad(X: np.ndarray[Any, Any], padding: Ints, value: float = 0.0) -> np.ndarray[Any, Any]:
+    """``X`` with ``padding[i]`` entries of ``value`` on both sides of spatial axis ``i``."""
+    if not any(padding):
+        return X
+    shape = X.shape[:2] + tuple(s + 2 * p for s, p in zip(X.shape[2:], padding, strict=True))
+    out = np.full(shape, value, dtype=X.dtype)
+    out[ix(..., *(slice(p, p + s) for p, s in zip(padding, X.shape[2:], strict=True)))] = X
+    return out
+
+
+def crop(Xp: FloatArray, padding: Ints) -> FloatArray:
+    """The inverse of :func:`pad`: the interior of ``Xp``."""
+    if not any(padding):
+        return Xp
+    return Xp[ix(..., *(slice(p, n - p) for p, n in zip(padding, Xp.shape[2:], strict=True)))]
+
+
+def _offset_slices(offset: Ints, stride: Ints, out: Ints) -> tuple[slice, ...]:
+    """Where kernel ``offset`` lands for every output position: ``offset + stride * t``."""
+    return tuple(slice(o, o + s * (n - 1) + 1, s) for o, s, n in zip(offset, stride, out, strict=True))
+
+
+def windows(Xp: np.ndarray[Any, Any], kernel: Ints, stride: Ints) -> np.ndarray[Any, Any]:
+    """A read-only view ``(N, C, *out, *kernel)``: ``W[n, c, t, k] = Xp[n, c, t·stride + k]``."""
+    d = len(kernel)
+    view = np.lib.stride_tricks.sliding_window_view(Xp, kernel, axis=tuple(range(2, 2 + d)))
+    return view[ix(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
+
+
+def pad_channels_last(X: FloatArray, padding: Ints) -> FloatArray:
+    """``X (N, C, *S)`` zero-padded and moved to channels-last, ``(N, *padded, C)`` (new)."""
+    N, C, spatial = X.shape[0], X.shape[1], X.shape[2:]
+    Xp = np.zeros((N, *(s + 2 * p for s, p in zip(spatial, padding, strict=True)), C),
+                  dtype=X.dtype)
+    interior = ix(slice(None), *(slice(p, p + s) for p, s in zip(padding, spatial, strict=True)))
+    Xp[interior] = np.moveaxis(X, 1, -1)
+    return Xp
+
+
+def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints,
+           buffer: FloatArray | None = None) -> FloatArray:
+    """im2col: ``cols (prod(out)·N, prod(kernel)·C)`` (a new array) from a channels-last
+    padded ``Xp (N, *padded, C)``: ``cols[(t, n), (κ, c)] = Xp[n, t·stride + κ, c]``.
+
+    Rows run over output positions, then samples; columns over kernel offsets, then channels.
+    In ``Xp`` a row's ``(κ, c)`` entries lie in runs of ``kernel[-1]·C`` contiguous numbers, so
+    the one copy that materialises the strided view moves long runs. ``buffer`` (C-contiguous,
+    of the result's size and dtype) receives the result instead of a new array.
+    """
+    N, C = Xp.shape[0], Xp.shape[-1]
+    sn, *ss, sc = Xp.strides
+    view = np.lib.stride_tricks.as_strided(
+        Xp, (*out, N, *kernel, C),
+        (*(st * s for st, s in zip(stride, ss, strict=True)), sn, *ss, sc), writeable=False)
+    shape = (math.prod(out) * N, math.prod(kernel) * C)
+    if buffer is None:
+        return view.reshape(shape)
+    np.copyto(buffer.reshape(view.shape), view)
+    return buffer.reshape(shape)
+
+
+def fold(piece: Callable[[Ints], np.ndarray[Any, Any]], dest: np.ndarray[Any, Any], first: int,
+         kernel: Ints, stride: Ints, out: Ints) -> np.ndarray[Any, Any]:
+    """col2im, the adjoint of gathering windows: for every kernel offset ``κ``, add
+    ``piece(κ)`` (the gradients of all windows' slot ``κ``) at ``κ + t·stride`` of ``dest``,
+    whose spatial axes start at axis ``first``. Returns ``dest``, updated in place.
+
+    One vectorised strided add per kernel offset, over all samples and output positions.
+    """
+    lead = (slice(None),) * first
+    for offset in np.ndindex(*kernel):
+        dest[ix(*lead, *_offset_slices(offset, stride, out))] += piece(offset)
+    return dest
+
+
+class ShapeKept(_Builtin):
+    """A built-in layer whose ``_saved`` is ``(output shape, dtype, what backward reads...)``:
+    ``backward`` checks ``dY`` against that shape and casts it to that dtype."""
+
+    def _output_shape(self) -> tuple[int, ...]:
+        return tuple(self._saved[0])
+
+    def _upstream_for(self, dY: Any) -> FloatArray:
+        if self._saved is None:
+            return self._upstream(dY, None, ())  # raises ForwardNotCalledError
+        return self._upstream(dY, np.empty(0, dtype=self._saved[1]), self._output_shape())
+
+
+def window_index(spatial: Ints, kernel: Ints, stride: Ints, padding: Ints, out: Ints
+                 ) -> np.ndarray[Any, Any]:
+    """Flat index into ``spatial`` of every window slot, ``(*out, prod(kernel))``; ``-1`` where
+    the slot falls on padding. What the expanded Jacobians of pooling are built from."""
+    flat = np.arange(math.prod(spatial), dtype=np.intp).reshape(1, 1, *spatial)
+    return windows(pad(flat, padding, -1), kernel, stride).reshape(*out, -1)

@@ -1,0 +1,338 @@
+"""Convolution as the lecture's matrix product: im2col, one GEMM forward, two GEMMs backward.
+
+A convolution (PyTorch's cross-correlation) of ``X (N, C, *S)`` with ``W (O, C, *k)``::
+
+    y[n, o, t] = b[o] + Σ_c Σ_κ W[o, c, κ] · x_pad[n, c, t·stride + κ]
+
+Unfolding every window into a row (im2col) gives ``cols (T·N, K·C)`` (``T = prod(out)``
+output positions, ``K = prod(k)`` kernel offsets; ``cols[(t, n), (κ, c)] = x_pad[n, c,
+t·stride + κ]``) and the weight as a matrix ``W_mat (K·C, O)``, ``W_mat[(κ, c), o] =
+W[o, c, κ]``, so the layer is the affine map ``Y_mat = cols W_mat + bᵀ`` and the lecture's
+closed forms for ``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``. The input
+gradient comes back from the columns by col2im (every window's gradient summed onto the
+inputs it read). Rows run over positions then samples, columns over kernel offsets then
+channels: the layout in which im2col and col2im move long contiguous runs.
+
+The expanded Jacobian in ``X`` is, per sample, a (block) Toeplitz matrix: the kernel repeated
+along diagonals, ``∂y[n,o,t]/∂x[m,c,s] = δ_nm W[o, c, s − t·stride + pad]``.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from jacnet._spatial import (
+    Ints,
+    ShapeKept,
+    as_ints,
+    checked_input,
+    fold,
+    ix,
+    output_sizes,
+    pad,
+    pad_channels_last,
+    plain,
+    unfold,
+    windows,
+)
+from jacnet._validation import FloatArray, as_rng, check_jacobian_size, check_positive_int
+from jacnet.errors import JacnetValueError, ShapeError
+from jacnet.layers import INITS, Layer, _float_dtype, is_recording
+
+__all__ = ["Conv1D", "Conv2D"]
+
+
+# Rearrangements between the layer's (N, channels, *spatial) arrays and the product's rows,
+# ordered (position, sample). Each goes in two steps, a transpose within each sample (or
+# channel) and a move of contiguous runs: one np.transpose across all axes at once walks
+# memory with a large stride in its inner loop, 15x slower at (128, 32, 16, 16) float32.
+
+
+def _to_rows(A: FloatArray) -> FloatArray:
+    """``(N, O, *out)`` to the matrix ``(T·N, O)`` with rows ``(t, n)`` (a new array)."""
+    N, O = A.shape[:2]  # noqa: E741
+    per_sample = np.ascontiguousarray(A.reshape(N, O, -1).transpose(0, 2, 1))  # (N, T, O)
+    return np.ascontiguousarray(per_sample.transpose(1, 0, 2)).reshape(-1, O)
+
+
+def _from_rows(M: FloatArray, N: int, out: Ints) -> FloatArray:
+    """The matrix ``(T·N, O)`` with rows ``(t, n)`` back to ``(N, O, *out)``: a new array,
+    even where no axis moves (``M`` may be a scratch buffer that the next call overwrites)."""
+    O = M.shape[1]  # noqa: E741
+    per_sample = np.ascontiguousarray(M.reshape(-1, N, O).transpose(1, 0, 2))  # (N, T, O)
+    Y = np.ascontiguousarray(per_sample.transpose(0, 2, 1)).reshape(N, O, *out)
+    return Y.copy() if np.may_share_memory(Y, M) else Y
+
+
+def _samples_first(A: FloatArray) -> FloatArray:
+    """``(C, *S, N)`` (any strides) to ``(N, C, *S)`` (a new array)."""
+    C, N, spatial = A.shape[0], A.shape[-1], A.shape[1:-1]
+    per_channel = np.ascontiguousarray(A).reshape(C, -1, N).transpose(0, 2, 1)  # (C, N, S)
+    return np.ascontiguousarray(np.ascontiguousarray(per_channel).transpose(1, 0, 2)).reshape(
+        N, C, *spatial)
+
+
+class _Conv(ShapeKept):
+    """A convolution over ``d`` spatial axes; :class:`Conv1D` and :class:`Conv2D` fix ``d``."""
+
+    #: Number of spatial axes.
+    spatial_ndim = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        padding: int | tuple[int, ...] = 0,
+        *,
+        init: str = "he",
+        rng: np.random.Generator | int | None = None,
+        dtype: DTypeLike = np.float32,
+    ) -> None:
+        super().__init__()
+        name, d = type(self).__name__, self.spatial_ndim
+        self.in_channels = check_positive_int(in_channels, f"{name} in_channels")
+        self.out_channels = check_positive_int(out_channels, f"{name} out_channels")
+        self.kernel_size: Ints = as_ints(kernel_size, d, f"{name} kernel_size", minimum=1)
+        self.stride: Ints = as_ints(stride, d, f"{name} stride", minimum=1)
+        self.padding: Ints = as_ints(padding, d, f"{name} padding", minimum=0)
+        if init not in INITS:
+            raise JacnetValueError(f"{name} init expects one of {INITS}, got {init!r}")
+        self.init = init
+        self.dtype = _float_dtype(dtype, f"{name} dtype")
+        generator = as_rng(rng, f"{name} rng")
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        fan_in = self.in_channels * math.prod(self.kernel_size)
+        fan_out = self.out_channels * math.prod(self.kernel_size)
+        if init == "he":
+            W = generator.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+        elif init == "glorot":
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            W = generator.uniform(-limit, limit, shape)
+        else:
+            W = np.zeros(shape)
+        self.params = {"W": W.astype(self.dtype),
+                       "b": np.zeros(self.out_channels, dtype=self.dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        # Scratch arrays reused from step to step (cols, dcolsᵀ): a fresh multi-megabyte array
+        # per call costs its page faults every time, as much as a matrix product here.
+        self._work: dict[str, FloatArray] = {}
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={plain(self.kernel_size)}, stride={plain(self.stride)}, "
+                f"padding={plain(self.padding)}, dtype={self.dtype.name})")
+
+    def config(self) -> dict[str, Any]:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": plain(self.kernel_size), "stride": plain(self.stride),
+                "padding": plain(self.padding), "dtype": self.dtype.name}
+
+    @classmethod
+    def param_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+        kernel = as_ints(config["kernel_size"], cls.spatial_ndim, f"{cls.__name__} kernel_size",
+                         minimum=1)
+        n_in, n_out, dtype = config["in_channels"], config["out_channels"], str(config["dtype"])
+        return {"W": ((n_out, n_in, *kernel), dtype), "b": ((n_out,), dtype)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config, init="zeros")
+
+    # Forward and backward -------------------------------------------------------------------
+
+    def _checked(self, X: Any) -> tuple[FloatArray, Ints]:
+        """``X`` checked (rank, channels, dtype, size against the kernel) and the output sizes."""
+        A = checked_input(self, X, self.dtype)
+        name = type(self).__name__
+        if A.shape[1] != self.in_channels:
+            axes = ", ".join(("L",) if self.spatial_ndim == 1 else ("H", "W"))
+            raise ShapeError(f"{name}({self.in_channels}, {self.out_channels}).forward X expects "
+                             f"shape (N, {self.in_channels}, {axes}), got {A.shape}")
+        out = output_sizes(f"{name}.forward X", A.shape[2:], self.kernel_size, self.stride,
+                           self.padding)
+        return A, out
+
+    def clear(self) -> None:
+        super().clear()
+        self._work = {}
+
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> FloatArray:
+        """A reusable array of ``shape`` and ``dtype`` (contents undefined). Only for training
+        steps: under inference_mode the layer may be a shallow copy sharing ``_work``."""
+        buf = self._work.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._work[name] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def _weight_matrix(self) -> FloatArray:
+        """``W_mat (K·C, O)``: ``W_mat[(κ, c), o] = W[o, c, κ]``, the column order of ``cols``."""
+        W = self.params["W"]
+        return np.moveaxis(W, 1, -1).reshape(self.out_channels, -1).T
+
+    def forward(self, X: Any) -> FloatArray:
+        """``Y_mat = cols W_mat + bᵀ``: ``(T·N, K·C) @ (K·C, O) -> (T·N, O)``, returned as
+        ``(N, O, *out)``. Keeps ``cols`` (an array of its own) for backward."""
+        A, out = self._checked(X)
+        N = A.shape[0]
+        rows = math.prod(out) * N, math.prod(self.kernel_size) * self.in_channels
+        buffer = self._scratch("cols", rows, A.dtype) if is_recording() else None
+        cols = unfold(pad_channels_last(A, self.padding), self.kernel_size, self.stride, out,
+                      buffer)
+        W_mat = self._weight_matrix()
+        if is_recording():
+            Y = np.matmul(cols, W_mat, out=self._scratch("Y_mat", (cols.shape[0], W_mat.shape[1]),
+                                                         cols.dtype))
+        else:
+            Y = cols @ W_mat
+        Y += self.params["b"]
+        self._keep(((N, self.out_channels, *out), Y.dtype, cols, A.shape))
+        return _from_rows(Y, N, out)
+
+    def _upstream_matrix(self, dY: Any) -> FloatArray:
+        """``dY (N, O, *out)`` checked, as the matrix ``dY_mat (T·N, O)`` (a new array)."""
+        return _to_rows(self._upstream_for(dY))
+
+    def backward(self, dY: Any) -> FloatArray:
+        """``dcols = dY_mat W_matᵀ`` ``(T·N, K·C)`` (the lecture's ``dA = dC Bᵀ``), then col2im
+        sums every window's gradient onto the inputs it read: ``dX (N, C, *S)``. Fills
+        ``grads`` as :meth:`backward_params` does."""
+        dYm = self._upstream_matrix(dY)
+        self._fill_grads(dYm)
+        in_shape = self._saved[3]
+        N, C = in_shape[0], self.in_channels
+        out = self._output_shape()[2:]
+        # dcols computed as its transpose, dcolsᵀ = W_mat dY_matᵀ (K·C, T·N): the same numbers,
+        # laid out so that each kernel offset's slab (C, *out, N) is contiguous and col2im's
+        # adds run over long rows (3x faster than folding dcols itself at N=128, C=32, L=40).
+        W_mat = self._weight_matrix()
+        dcols_t = self._scratch("dcols_t", (W_mat.shape[0], dYm.shape[0]), dYm.dtype)
+        np.matmul(W_mat, dYm.T, out=dcols_t)
+        slabs = dcols_t.reshape(*self.kernel_size, C, *out, N)
+        padded = tuple(s + 2 * p for s, p in zip(in_shape[2:], self.padding, strict=True))
+        dXp = np.zeros((C, *padded, N), dtype=dcols_t.dtype)  # channels first, samples last
+        fold(lambda offset: slabs[offset], dXp, 1, self.kernel_size, self.stride, out)
+        interior = ix(slice(None), *(slice(p, p + s) for p, s in
+                                     zip(self.padding, in_shape[2:], strict=True)))
+        return _samples_first(dXp[interior])
+
+    def backward_params(self, dY: Any) -> None:
+        """``dW_mat = colsᵀ dY_mat`` ``(K·C, O)`` (the lecture's ``dB = Aᵀ dC``), rearranged to
+        ``W``'s ``(O, C, *k)``; ``db = sum(dY_mat, axis=0)`` ``(O,)``. No ``dX``."""
+        self._fill_grads(self._upstream_matrix(dY))
+
+    def _fill_grads(self, dYm: FloatArray) -> None:
+        # Written into the existing buffers (fit's optimizer holds them): no accumulation.
+        # dW_matᵀ = dY_matᵀ cols is (O, K·C); W is (O, C, *k), so move C back before the kernel.
+        cols = self._saved[2]
+        dW_t = (dYm.T @ cols).reshape(self.out_channels, *self.kernel_size, self.in_channels)
+        np.copyto(self.grads["W"], np.moveaxis(dW_t, -1, 1))
+        np.sum(dYm, axis=0, out=self.grads["b"])
+
+    # The expanded Jacobian from the per-entry formula ---------------------------------------
+
+    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
+        """Expanded Jacobian of ``Y (N, O, *out)`` from the per-entry partials.
+
+        - ``wrt="X"``: ``∂y[n,o,t]/∂x[m,c,s] = δ_nm W[o, c, s − t·stride + pad]`` where that
+          kernel index is in range, else 0; shape ``(N, O, *out, N, C, *S)``. Per sample a
+          Toeplitz matrix: the kernel repeated along diagonals, shifted by ``stride``.
+        - ``wrt="W"``: ``∂y[n,o,t]/∂W[p,c,κ] = δ_op x_pad[n, c, t·stride + κ]``, shape
+          ``(N, O, *out, O, C, *k)``.
+        - ``wrt="b"``: ``∂y[n,o,t]/∂b[p] = δ_op``, shape ``(N, O, *out, O)``.
+        """
+        self._check_wrt(wrt)
+        A, out = self._checked(X)
+        N, O, d = A.shape[0], self.out_channels, self.spatial_ndim  # noqa: E741
+        W = self.params["W"]
+        in_shape = A.shape if wrt == "X" else self.params[wrt].shape
+        check_jacobian_size((N, O, *out), in_shape, f"{type(self).__name__}.jacobian")
+        eye_O = np.eye(O, dtype=W.dtype)
+        # einsum letters: n sample, o/p channels out, c channel in, t.. output, k.. kernel axes.
+        t, k = string.ascii_uppercase[:d], string.ascii_uppercase[d:2 * d]
+        if wrt == "b":
+            return np.ascontiguousarray(np.broadcast_to(
+                eye_O.reshape(1, O, *(1,) * d, O), (N, O, *out, O)))
+        if wrt == "W":
+            win = windows(pad(A, self.padding), self.kernel_size, self.stride)
+            return np.einsum(f"op,nc{t}{k}->no{t}pc{k}", eye_O, win)
+        # One sample's Toeplitz block T[o, t, c, s] = W[o, c, s − t·stride + pad], entry by entry
+        # over the output positions and kernel offsets whose input index s lies inside X.
+        block = np.zeros((O, *out, self.in_channels, *A.shape[2:]), dtype=W.dtype)
+        for pos in np.ndindex(*out):
+            for kappa in np.ndindex(*self.kernel_size):
+                s = tuple(p * st + kk - pd for p, st, kk, pd in
+                          zip(pos, self.stride, kappa, self.padding, strict=True))
+                if all(0 <= si < n for si, n in zip(s, A.shape[2:], strict=True)):
+                    block[ix(slice(None), *pos, slice(None), *s)] = W[ix(slice(None),
+                                                                       slice(None), *kappa)]
+        return np.einsum(f"nm,o{t}c{k}->no{t}mc{k}", np.eye(N, dtype=W.dtype), block)
+
+
+class Conv1D(_Conv):
+    """1-D convolution on ``X (N, C_in, L)``, PyTorch's ``Conv1d`` (cross-correlation).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``W`` has shape ``(out_channels, in_channels, kernel_size)``, ``b`` shape
+        ``(out_channels,)`` (PyTorch's layout).
+    kernel_size, stride : int or tuple of one int
+        Window length and step (stride >= 1).
+    padding : int or tuple of one int
+        Zeros added at both ends of ``L``.
+    init : {"he", "glorot", "zeros"}
+        ``"he"``: ``W ~ N(0, 2/fan_in)`` with ``fan_in = C_in·k``; ``"glorot"``:
+        ``U(±sqrt(6/(fan_in + fan_out)))``; ``b`` starts at zero.
+    rng : numpy.random.Generator or int or None
+        Source of the initial weights.
+    dtype : {float32, float64}
+        Dtype of the parameters and the computation; a float64 ``X`` into a float32 layer is
+        refused (:class:`~jacnet.JacnetTypeError`) rather than silently rounded.
+
+    Notes
+    -----
+    ``y[n, o, t] = b[o] + Σ_c Σ_κ W[o, c, κ] x_pad[n, c, t·stride + κ]``, ``Y (N, O, L_out)``
+    with ``L_out = (L + 2·pad − k) // stride + 1``. With ``cols (L_out·N, k·C)`` from im2col,
+    ``cols[(t, n), (κ, c)] = x_pad[n, c, t·stride + κ]``, and ``W_mat (k·C, O)``,
+    ``W_mat[(κ, c), o] = W[o, c, κ]``:
+
+    - forward ``Y_mat = cols W_mat + bᵀ``        ``(L_out·N, O)``, rearranged to ``(N, O, L_out)``
+    - ``dW_mat = colsᵀ dY_mat`` (``dB = Aᵀ dC``)    ``(k·C, O)``, rearranged to ``(O, C, k)``
+    - ``db = sum(dY_mat, axis=0)``                 ``(O,)``
+    - ``dcols = dY_mat W_matᵀ`` (``dA = dC Bᵀ``)    ``(L_out·N, k·C)``, col2im to ``(N, C, L)``
+
+    Examples
+    --------
+    >>> conv = Conv1D(1, 1, 2, dtype=np.float64, init="zeros")
+    >>> conv.params["W"][...] = [[[1.0, -1.0]]]
+    >>> conv.forward(np.array([[[1.0, 2.0, 4.0, 7.0]]]))
+    array([[[-1., -2., -3.]]])
+    """
+
+    input_ndim = (3,)
+    spatial_ndim = 1
+
+
+class Conv2D(_Conv):
+    """2-D convolution on ``X (N, C_in, H, W)``, PyTorch's ``Conv2d`` (cross-correlation).
+
+    Parameters as :class:`Conv1D`; ``kernel_size``, ``stride`` and ``padding`` are an int (the
+    same on both axes) or a pair ``(h, w)``. ``W`` has shape ``(out, in, kh, kw)``.
+
+    Notes
+    -----
+    ``y[n, o, i, j] = b[o] + Σ_c Σ_{a,b} W[o, c, a, b] x_pad[n, c, i·s_h + a, j·s_w + b]``,
+    ``Y (N, O, H_out, W_out)``. The same im2col product as :class:`Conv1D` with
+    ``cols (H_out·W_out·N, kh·kw·C)``: ``Y_mat = cols W_mat + bᵀ``, ``dW_mat = colsᵀ dY_mat``,
+    ``db = sum(dY_mat, axis=0)``, ``dcols = dY_mat W_matᵀ`` then col2im to ``(N, C, H, W)``.
+    """
+
+    input_ndim = (4,)
+    spatial_ndim = 2

@@ -1,0 +1,90 @@
+"""Dropout: a random mask in training, the identity in inference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from jacnet._spatial import ShapeKept
+from jacnet._validation import FloatArray, as_rng, check_jacobian_size, check_real
+from jacnet.layers import is_recording
+
+__all__ = ["Dropout"]
+
+
+class Dropout(ShapeKept):
+    """Inverted dropout: in training ``y = x ⊙ m`` with ``m_i = [u_i ≥ p] / (1 − p)``,
+    ``u_i ~ U[0, 1)`` drawn afresh each forward; in inference ``y = x``.
+
+    Parameters
+    ----------
+    p : float in [0, 1)
+        Probability of zeroing an entry. The survivors are scaled by ``1/(1 − p)`` so that
+        ``E[y] = x`` and inference needs no rescaling.
+    rng : numpy.random.Generator or int or None
+        Source of the masks (never the global NumPy state); a seed makes runs repeatable.
+
+    Notes
+    -----
+    Backward ``dX = dY ⊙ m`` (``dY`` in inference); the Jacobian is diagonal,
+    ``∂y_a/∂x_b = δ_ab m_a`` (``δ_ab`` in inference), shape ``X.shape + X.shape``.
+    After :meth:`fix_randomness` forward reuses the last mask (for an input of the same
+    shape), so finite differences and :meth:`jacobian` see one function.
+    """
+
+    input_ndim = (2, 3, 4, 5)
+
+    def __init__(self, p: float = 0.5, *, rng: np.random.Generator | int | None = None) -> None:
+        super().__init__()
+        self.p = check_real(p, "Dropout p", low=0, high=1, high_open=True)
+        self.rng = as_rng(rng, "Dropout rng")
+        self._mask: FloatArray | None = None
+        self._fixed = False
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p})"
+
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def fix_randomness(self) -> None:
+        """Reuse the last mask from now on (a new one is drawn only for a new input shape)."""
+        self._fixed = True
+
+    def _mask_for(self, A: FloatArray) -> FloatArray:
+        """The training mask for ``A``: the last one when fixed and it fits, else a new draw."""
+        mask = self._mask
+        if not (self._fixed and mask is not None and mask.shape == A.shape
+                and mask.dtype == A.dtype):
+            mask = (self.rng.random(A.shape) >= self.p).astype(A.dtype)
+            mask *= A.dtype.type(1.0 / (1.0 - self.p))
+            if is_recording():  # inference_mode leaves the layer's state as it was
+                self._mask = mask
+        return mask
+
+    def _multiplier(self, A: FloatArray) -> FloatArray:
+        """``m`` in training, ones (a broadcast view, no memory) in inference."""
+        if self.training:
+            return self._mask_for(A)
+        return np.broadcast_to(np.ones(1, dtype=A.dtype), A.shape)
+
+    def forward(self, X: Any) -> FloatArray:
+        A = self._input(X)
+        m = self._multiplier(A)
+        self._keep((A.shape, A.dtype, m))
+        return A * m
+
+    def backward(self, dY: Any) -> FloatArray:
+        """``dX = dY ⊙ m`` (a new array, also in inference)."""
+        return self._upstream_for(dY) * self._saved[2]
+
+    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
+        """``∂y_a/∂x_b = δ_ab m_a`` over flat indices, shape ``X.shape + X.shape``; uses the
+        mask :meth:`forward` would (the last one after :meth:`fix_randomness`)."""
+        self._check_wrt(wrt)
+        A = self._input(X)
+        check_jacobian_size(A.shape, A.shape, "Dropout.jacobian")
+        J = np.zeros((A.size, A.size), dtype=A.dtype)
+        J[np.arange(A.size), np.arange(A.size)] = self._multiplier(A).reshape(-1)
+        return J.reshape(A.shape + A.shape)

@@ -1,0 +1,265 @@
+"""Pooling and reshaping layers: max and average pooling over windows, global average pooling
+and flattening. None has parameters; each keeps the dtype of its input.
+
+Max pooling routes each output's gradient to the one input that won its window; average
+pooling spreads it evenly over the window. Both expanded Jacobians are 0/1 (or ``1/K``)
+selection matrices, block diagonal over samples and channels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from jacnet._spatial import (
+    Ints,
+    ShapeKept,
+    as_ints,
+    crop,
+    fold,
+    ix,
+    output_sizes,
+    pad,
+    plain,
+    window_index,
+    windows,
+)
+from jacnet._validation import FloatArray, check_jacobian_size
+from jacnet.errors import JacnetValueError
+
+__all__ = ["AvgPool1D", "AvgPool2D", "Flatten", "GlobalAvgPool", "MaxPool1D", "MaxPool2D"]
+
+
+def _selection_jacobian(weights: FloatArray, index: np.ndarray[Any, Any], in_shape: Ints
+                        ) -> FloatArray:
+    """``J[n, c, t, m, d, s] = δ_nm δ_cd Σ_j weights[n, c, t, j] [s = index[t, j]]``: the
+    expanded Jacobian of a pooling layer, from the weight of each window slot (``index``: flat
+    spatial index of slot ``j`` of window ``t``, ``-1`` on padding, which no input feeds).
+    Shape ``(N, C, *out, N, C, *S)``."""
+    N, C = in_shape[:2]
+    out = index.shape[:-1]
+    T, K, S = math.prod(out), index.shape[-1], math.prod(in_shape[2:])
+    J = np.zeros((N, C, T, N, C, S), dtype=weights.dtype)
+    n, c, t, _ = np.indices((N, C, T, K))
+    slot = np.broadcast_to(index.reshape(1, 1, T, K), (N, C, T, K))
+    inside = slot >= 0
+    np.add.at(J, (n[inside], c[inside], t[inside], n[inside], c[inside], slot[inside]),
+              weights.reshape(N, C, T, K)[inside])
+    return J.reshape((N, C, *out, *in_shape))
+
+
+class _Pool(ShapeKept):
+    """Pooling over ``d`` spatial axes with a window, a stride and padding."""
+
+    spatial_ndim = 1
+
+    def __init__(self, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None,
+                 padding: int | tuple[int, ...] = 0) -> None:
+        super().__init__()
+        name, d = type(self).__name__, self.spatial_ndim
+        self.kernel_size: Ints = as_ints(kernel_size, d, f"{name} kernel_size", minimum=1)
+        self.stride: Ints = (self.kernel_size if stride is None
+                             else as_ints(stride, d, f"{name} stride", minimum=1))
+        self.padding: Ints = as_ints(padding, d, f"{name} padding", minimum=0)
+        # PyTorch's rule: every window holds at least one real input.
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
+            raise JacnetValueError(f"{name} padding expects at most half the kernel size "
+                                   f"{self.kernel_size}, got {self.padding}")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(kernel_size={plain(self.kernel_size)}, "
+                f"stride={plain(self.stride)}, padding={plain(self.padding)})")
+
+    def config(self) -> dict[str, Any]:
+        return {"kernel_size": plain(self.kernel_size), "stride": plain(self.stride),
+                "padding": plain(self.padding)}
+
+    def _checked(self, X: Any) -> tuple[FloatArray, Ints]:
+        A = self._input(X)
+        out = output_sizes(f"{type(self).__name__}.forward X", A.shape[2:], self.kernel_size,
+                           self.stride, self.padding)
+        return A, out
+
+    def _fold(self, dwin: FloatArray, in_shape: Ints) -> FloatArray:
+        """col2im of window gradients ``(N, C, *out, *k)`` back to ``dX`` of ``in_shape``."""
+        d = self.spatial_ndim
+        padded = tuple(s + 2 * p for s, p in zip(in_shape[2:], self.padding, strict=True))
+        dXp = np.zeros((*in_shape[:2], *padded), dtype=dwin.dtype)
+        fold(lambda offset: dwin[ix(..., *offset)], dXp, 2, self.kernel_size, self.stride,
+             dwin.shape[2:2 + d])
+        return np.ascontiguousarray(crop(dXp, self.padding))
+
+    def _index(self, A: FloatArray, out: Ints) -> np.ndarray[Any, Any]:
+        return window_index(A.shape[2:], self.kernel_size, self.stride, self.padding, out)
+
+
+class _MaxPool(_Pool):
+    def forward(self, X: Any) -> FloatArray:
+        """``y[n, c, t] = max_κ x_pad[n, c, t·stride + κ]`` (padding is ``-inf``)."""
+        A, _ = self._checked(X)
+        win = windows(pad(A, self.padding, -np.inf), self.kernel_size, self.stride)
+        flat = win.reshape(*win.shape[:2 + self.spatial_ndim], -1)  # (N, C, *out, K), a copy
+        arg = np.argmax(flat, axis=-1)
+        self._keep((arg.shape, A.dtype, arg, A.shape))
+        return np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+
+    def backward(self, dY: Any) -> FloatArray:
+        """``dX`` gets ``dY[n, c, t]`` at the input that won window ``t``, summed over windows."""
+        dY = self._upstream_for(dY)
+        arg, in_shape = self._saved[2:]
+        dwin = np.zeros((*dY.shape, math.prod(self.kernel_size)), dtype=dY.dtype)
+        np.put_along_axis(dwin, arg[..., None], dY[..., None], axis=-1)
+        return self._fold(dwin.reshape(*dY.shape, *self.kernel_size), in_shape)
+
+    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
+        """``∂y[n,c,t]/∂x[m,d,s] = δ_nm δ_cd [s is the largest input of window t]`` (the first
+        on a tie), shape ``(N, C, *out, N, C, *S)``: one 1 per row."""
+        self._check_wrt(wrt)
+        A, out = self._checked(X)
+        check_jacobian_size((*A.shape[:2], *out), A.shape, f"{type(self).__name__}.jacobian")
+        index = self._index(A, out)
+        flat = A.reshape(*A.shape[:2], -1)
+        values = np.where(index >= 0, flat[:, :, np.maximum(index, 0)], -np.inf)
+        winner = np.argmax(values, axis=-1)[..., None]
+        weights = (np.arange(index.shape[-1]) == winner).astype(A.dtype)
+        return _selection_jacobian(weights, index, A.shape)
+
+
+class _AvgPool(_Pool):
+    def forward(self, X: Any) -> FloatArray:
+        """``y[n, c, t] = (1/K) Σ_κ x_pad[n, c, t·stride + κ]``, ``K = prod(kernel)``; the zero
+        padding counts in ``K`` (PyTorch's ``count_include_pad=True``)."""
+        A, _ = self._checked(X)
+        d = self.spatial_ndim
+        win = windows(pad(A, self.padding), self.kernel_size, self.stride)
+        Y = win.mean(axis=tuple(range(2 + d, 2 + 2 * d)))
+        self._keep((Y.shape, A.dtype, A.shape))
+        return Y
+
+    def backward(self, dY: Any) -> FloatArray:
+        """``dX[n, c, s] = Σ_{t: s in window t} dY[n, c, t] / K``."""
+        dY = self._upstream_for(dY)
+        share = (dY / math.prod(self.kernel_size)).reshape(*dY.shape, *(1,) * self.spatial_ndim)
+        return self._fold(np.broadcast_to(share, (*dY.shape, *self.kernel_size)), self._saved[2])
+
+    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
+        """``∂y[n,c,t]/∂x[m,d,s] = δ_nm δ_cd / K`` for ``s`` in window ``t``, else 0; shape
+        ``(N, C, *out, N, C, *S)``."""
+        self._check_wrt(wrt)
+        A, out = self._checked(X)
+        check_jacobian_size((*A.shape[:2], *out), A.shape, f"{type(self).__name__}.jacobian")
+        index = self._index(A, out)
+        weights = np.full((*A.shape[:2], *index.shape), 1.0 / index.shape[-1], dtype=A.dtype)
+        return _selection_jacobian(weights, index, A.shape)
+
+
+class MaxPool1D(_MaxPool):
+    """Max over windows of ``X (N, C, L)``: ``y[n, c, t] = max_κ x_pad[n, c, t·stride + κ]``.
+
+    Parameters
+    ----------
+    kernel_size : int or tuple of one int
+        Window length.
+    stride : int or tuple or None
+        Step between windows; ``None`` (default) means ``kernel_size`` (non-overlapping).
+    padding : int or tuple
+        ``-inf`` entries at both ends (at most half the kernel, as in PyTorch).
+
+    Notes
+    -----
+    ``Y (N, C, L_out)``, ``L_out = (L + 2·pad − k) // stride + 1``. Backward sends
+    ``dY[n, c, t]`` to the input that won window ``t`` (the first one on a tie) and sums over
+    overlapping windows.
+    """
+
+    input_ndim = (3,)
+    spatial_ndim = 1
+
+
+class MaxPool2D(_MaxPool):
+    """Max over ``(kh, kw)`` windows of ``X (N, C, H, W)``; options as :class:`MaxPool1D`,
+    each an int or a pair. ``Y (N, C, H_out, W_out)``."""
+
+    input_ndim = (4,)
+    spatial_ndim = 2
+
+
+class AvgPool1D(_AvgPool):
+    """Mean over windows of ``X (N, C, L)``: ``y[n, c, t] = (1/k) Σ_κ x_pad[n, c, t·stride + κ]``.
+
+    Parameters as :class:`MaxPool1D`; padding is zeros and counts in the mean (PyTorch's
+    default ``count_include_pad=True``). Backward: ``dX[n, c, s] = Σ_t dY[n, c, t] / k`` over
+    the windows ``t`` that contain ``s``.
+    """
+
+    input_ndim = (3,)
+    spatial_ndim = 1
+
+
+class AvgPool2D(_AvgPool):
+    """Mean over ``(kh, kw)`` windows of ``X (N, C, H, W)``; options as :class:`AvgPool1D`,
+    each an int or a pair; ``K = kh·kw``."""
+
+    input_ndim = (4,)
+    spatial_ndim = 2
+
+
+class GlobalAvgPool(ShapeKept):
+    """Mean over every spatial axis: ``X (N, C, *S) -> Y (N, C)``, ``y[n, c] = mean_s x[n, c, s]``.
+
+    Backward spreads ``dY[n, c] / prod(S)`` over the spatial positions; the Jacobian is
+    ``∂y[n,c]/∂x[m,d,s] = δ_nm δ_cd / prod(S)``.
+    """
+
+    input_ndim = (3, 4, 5)
+
+    def forward(self, X: Any) -> FloatArray:
+        A = self._input(X)
+        Y = A.mean(axis=tuple(range(2, A.ndim)))
+        self._keep((Y.shape, A.dtype, A.shape))
+        return Y
+
+    def backward(self, dY: Any) -> FloatArray:
+        dY = self._upstream_for(dY)
+        in_shape = self._saved[2]
+        share = dY / math.prod(in_shape[2:])
+        spread = share.reshape(*share.shape, *(1,) * (len(in_shape) - 2))
+        return np.ascontiguousarray(np.broadcast_to(spread, in_shape))
+
+    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
+        self._check_wrt(wrt)
+        A = self._input(X)
+        N, C = A.shape[:2]
+        check_jacobian_size((N, C), A.shape, "GlobalAvgPool.jacobian")
+        S = math.prod(A.shape[2:])
+        block = np.einsum("nm,cd->ncmd", np.eye(N, dtype=A.dtype), np.eye(C, dtype=A.dtype)) / S
+        return np.ascontiguousarray(np.broadcast_to(block[..., None], (N, C, N, C, S))
+                                    ).reshape((N, C, *A.shape))
+
+
+class Flatten(ShapeKept):
+    """``X (N, *rest) -> Y (N, prod(rest))`` in C order (PyTorch's ``Flatten()``).
+
+    Backward reshapes ``dY`` back to ``X``'s shape; the Jacobian is the identity,
+    ``∂y[n, j]/∂x[m, i...] = δ_nm [j = flat(i...)]``.
+    """
+
+    input_ndim = (2, 3, 4, 5)
+
+    def forward(self, X: Any) -> FloatArray:
+        A = self._input(X)
+        # A copy: the caller may hold A, and nobody else may write into what a layer returns.
+        Y = A.reshape(A.shape[0], -1).copy()
+        self._keep((Y.shape, A.dtype, A.shape))
+        return Y
+
+    def backward(self, dY: Any) -> FloatArray:
+        return self._upstream_for(dY).reshape(self._saved[2]).copy()
+
+    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
+        self._check_wrt(wrt)
+        A = self._input(X)
+        check_jacobian_size((A.shape[0], A.size // A.shape[0]), A.shape, "Flatten.jacobian")
+        return np.eye(A.size, dtype=A.dtype).reshape((A.shape[0], -1, *A.shape))
