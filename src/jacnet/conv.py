@@ -43,6 +43,7 @@ from jacnet._spatial import (
 from jacnet._validation import FloatArray, as_rng, check_jacobian_size, check_positive_int
 from jacnet.errors import JacnetValueError, ShapeError
 from jacnet.layers import INITS, Layer, _float_dtype, is_recording
+from jacnet.registry import register_layer
 
 __all__ = ["Conv1D", "Conv2D"]
 
@@ -275,6 +276,7 @@ class _Conv(ShapeKept):
         return np.einsum(f"nm,o{t}c{k}->no{t}mc{k}", np.eye(N, dtype=W.dtype), block)
 
 
+@register_layer("conv1d")
 class Conv1D(_Conv):
     """1-D convolution on ``X (N, C_in, L)``, PyTorch's ``Conv1d`` (cross-correlation).
 
@@ -319,7 +321,15 @@ class Conv1D(_Conv):
     input_ndim = (3,)
     spatial_ndim = 1
 
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        layer = cls(2, 3, 3, padding=1, rng=rng, dtype=dtype)
+        layer.params["b"][:] = rng.standard_normal(3)
+        return layer, rng.standard_normal((2, 2, 5)).astype(dtype)
 
+
+@register_layer("conv2d")
 class Conv2D(_Conv):
     """2-D convolution on ``X (N, C_in, H, W)``, PyTorch's ``Conv2d`` (cross-correlation).
 
@@ -336,3 +346,10 @@ class Conv2D(_Conv):
 
     input_ndim = (4,)
     spatial_ndim = 2
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        layer = cls(2, 2, 2, rng=rng, dtype=dtype)
+        layer.params["b"][:] = rng.standard_normal(2)
+        return layer, rng.standard_normal((2, 2, 4, 4)).astype(dtype)

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from jacnet._spatial import ShapeKept
 from jacnet._validation import FloatArray, as_rng, check_jacobian_size, check_real
-from jacnet.layers import is_recording
+from jacnet.layers import Layer, is_recording
+from jacnet.registry import register_layer
 
 __all__ = ["Dropout"]
 
 
+@register_layer("dropout")
 class Dropout(ShapeKept):
     """Inverted dropout: in training ``y = x ⊙ m`` with ``m_i = [u_i ≥ p] / (1 − p)``,
     ``u_i ~ U[0, 1)`` drawn afresh each forward; in inference ``y = x``.
@@ -34,6 +37,11 @@ class Dropout(ShapeKept):
     """
 
     input_ndim = (2, 3, 4, 5)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        return cls(0.5, rng=rng), rng.standard_normal((4, 3)).astype(dtype)
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | int | None = None) -> None:
         super().__init__()

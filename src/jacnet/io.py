@@ -71,7 +71,6 @@ import numpy as np
 from jacnet._validation import FloatArray, all_finite, describe
 from jacnet.errors import JacnetError, JacnetTypeError, JacnetValueError, ModelFileError, NonFiniteError
 from jacnet.layers import Layer
-from jacnet.losses import Loss
 from jacnet.metadata import check_metadata
 from jacnet.model import Sequential
 from jacnet.optim import Optimizer
@@ -96,9 +95,29 @@ _CHUNK = 1 << 20
 _MAX_NDIM = 8
 
 # Types a file may name: jacnet's built-ins only (jacnet.registry), by class name.
-_LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in LAYERS.values()}
-_LOSSES: dict[str, type[Loss]] = {cls.__name__: cls for cls in LOSSES.values()}
-_OPTIMIZERS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+class _ByClassName(Mapping[str, type[Any]]):
+    """A table of jacnet.registry keyed by class name, read when used (so the layers of modules
+    imported after this one are known too)."""
+
+    def __init__(self, table: dict[str, type[Any]]) -> None:
+        self._table = table
+
+    def _names(self) -> dict[str, type[Any]]:
+        return {cls.__name__: cls for cls in self._table.values()}
+
+    def __getitem__(self, name: str) -> type[Any]:
+        return self._names()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+_LAYERS = _ByClassName(LAYERS)
+_LOSSES = _ByClassName(LOSSES)
+_OPTIMIZERS = _ByClassName(OPTIMIZERS)
 #: Keys of each optimizer's ``hyperparameters()`` and the state slots it keeps per parameter.
 _OPTIMIZER_KEYS: dict[str, frozenset[str]] = {
     "SGD": frozenset({"lr", "momentum", "nesterov", "weight_decay"}),

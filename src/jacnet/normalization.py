@@ -32,6 +32,7 @@ from jacnet._validation import (
 )
 from jacnet.errors import JacnetTypeError, ShapeError
 from jacnet.layers import Layer, _float_dtype, is_recording
+from jacnet.registry import register_layer
 
 __all__ = ["BatchNorm", "LayerNorm"]
 
@@ -73,6 +74,7 @@ def _block_diagonal(blocks: FloatArray) -> FloatArray:
     return J
 
 
+@register_layer("batchnorm")
 class BatchNorm(ShapeKept):
     """Batch normalisation per feature of ``(N, F)`` or per channel of ``(N, C, L)`` /
     ``(N, C, H, W)`` (PyTorch's ``BatchNorm1d``/``BatchNorm2d``).
@@ -115,6 +117,20 @@ class BatchNorm(ShapeKept):
     """
 
     input_ndim = (2, 3, 4)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        layer = cls(3, dtype=dtype)
+        layer.params["gamma"][:] = rng.uniform(0.5, 1.5, 3)
+        layer.params["beta"][:] = rng.standard_normal(3)
+        return layer, rng.standard_normal((4, 3)).astype(dtype)
+
+    @classmethod
+    def buffer_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+        shape = (int(config["num_features"]),)
+        return {"running_mean": (shape, str(config["dtype"])),
+                "running_var": (shape, str(config["dtype"]))}
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *,
                  dtype: DTypeLike = np.float32) -> None:
@@ -242,6 +258,7 @@ class BatchNorm(ShapeKept):
         return np.ascontiguousarray(J.transpose(order))
 
 
+@register_layer("layernorm")
 class LayerNorm(ShapeKept):
     """Layer normalisation over the trailing axes ``normalized_shape`` of each sample
     (PyTorch's ``LayerNorm``).
@@ -269,6 +286,14 @@ class LayerNorm(ShapeKept):
     """
 
     input_ndim = (2, 3, 4, 5)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        layer = cls(3, dtype=dtype)
+        layer.params["gamma"][:] = rng.uniform(0.5, 1.5, 3)
+        layer.params["beta"][:] = rng.standard_normal(3)
+        return layer, rng.standard_normal((4, 3)).astype(dtype)
 
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, *,
                  dtype: DTypeLike = np.float32) -> None:

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from jacnet._spatial import (
     Ints,
@@ -28,6 +29,8 @@ from jacnet._spatial import (
 )
 from jacnet._validation import FloatArray, check_jacobian_size
 from jacnet.errors import JacnetValueError
+from jacnet.layers import Layer
+from jacnet.registry import register_layer
 
 __all__ = ["AvgPool1D", "AvgPool2D", "Flatten", "GlobalAvgPool", "MaxPool1D", "MaxPool2D"]
 
@@ -54,6 +57,14 @@ class _Pool(ShapeKept):
     """Pooling over ``d`` spatial axes with a window, a stride and padding."""
 
     spatial_ndim = 1
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        # Distinct values a step apart: no finite-difference step can swap a window's maximum.
+        shape = (2, 2) + (4,) * cls.spatial_ndim
+        values = rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1 - 1.0
+        return cls(2), values.astype(dtype)
 
     def __init__(self, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None,
                  padding: int | tuple[int, ...] = 0) -> None:
@@ -155,6 +166,7 @@ class _AvgPool(_Pool):
         return _selection_jacobian(weights, index, A.shape)
 
 
+@register_layer("maxpool1d")
 class MaxPool1D(_MaxPool):
     """Max over windows of ``X (N, C, L)``: ``y[n, c, t] = max_κ x_pad[n, c, t·stride + κ]``.
 
@@ -178,6 +190,7 @@ class MaxPool1D(_MaxPool):
     spatial_ndim = 1
 
 
+@register_layer("maxpool2d")
 class MaxPool2D(_MaxPool):
     """Max over ``(kh, kw)`` windows of ``X (N, C, H, W)``; options as :class:`MaxPool1D`,
     each an int or a pair. ``Y (N, C, H_out, W_out)``."""
@@ -186,6 +199,7 @@ class MaxPool2D(_MaxPool):
     spatial_ndim = 2
 
 
+@register_layer("avgpool1d")
 class AvgPool1D(_AvgPool):
     """Mean over windows of ``X (N, C, L)``: ``y[n, c, t] = (1/k) Σ_κ x_pad[n, c, t·stride + κ]``.
 
@@ -198,6 +212,7 @@ class AvgPool1D(_AvgPool):
     spatial_ndim = 1
 
 
+@register_layer("avgpool2d")
 class AvgPool2D(_AvgPool):
     """Mean over ``(kh, kw)`` windows of ``X (N, C, H, W)``; options as :class:`AvgPool1D`,
     each an int or a pair; ``K = kh·kw``."""
@@ -206,6 +221,7 @@ class AvgPool2D(_AvgPool):
     spatial_ndim = 2
 
 
+@register_layer("globalavgpool")
 class GlobalAvgPool(ShapeKept):
     """Mean over every spatial axis: ``X (N, C, *S) -> Y (N, C)``, ``y[n, c] = mean_s x[n, c, s]``.
 
@@ -214,6 +230,11 @@ class GlobalAvgPool(ShapeKept):
     """
 
     input_ndim = (3, 4, 5)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        return cls(), rng.standard_normal((2, 2, 3)).astype(dtype)
 
     def forward(self, X: Any) -> FloatArray:
         A = self._input(X)
@@ -239,6 +260,7 @@ class GlobalAvgPool(ShapeKept):
                                     ).reshape((N, C, *A.shape))
 
 
+@register_layer("flatten")
 class Flatten(ShapeKept):
     """``X (N, *rest) -> Y (N, prod(rest))`` in C order (PyTorch's ``Flatten()``).
 
@@ -247,6 +269,11 @@ class Flatten(ShapeKept):
     """
 
     input_ndim = (2, 3, 4, 5)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        return cls(), rng.standard_normal((2, 2, 3)).astype(dtype)
 
     def forward(self, X: Any) -> FloatArray:
         A = self._input(X)
