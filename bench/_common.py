@@ -40,6 +40,7 @@ class Config:
     warmup: int = 1  # epochs run and discarded in each training process
     epochs: int = 1  # epochs timed in each training process
     seed: int = 0
+    device: str = "cpu"  # where the PyTorch systems run ("cpu" or "cuda"); the others run on the CPU
     infer_batch: int = 10_000
     infer_repeats: int = 20
     memory_batch: int = 128
@@ -85,6 +86,18 @@ def make_data(cfg: Config, dtype: Any = np.float32) -> tuple[NDArray[Any], NDArr
         block += means[y[s:s + chunk]]
         X[s:s + chunk] = block
     return X, y
+
+
+def he_init(cfg: Config, dtype: Any = np.float32) -> list[tuple[NDArray[Any], NDArray[Any]]]:
+    """``(W, b)`` of each affine layer, ``W (in, out)`` and ``b (out,)``, as jacnet initialises them.
+
+    The same values as ``jacnet.build_mlp(..., rng=cfg.seed)`` (He: ``W ~ N(0, 2/in)`` drawn in
+    float64 from one generator, layer after layer, then cast; ``b = 0``), without importing
+    jacnet: every system starts from the same weights.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    return [((rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(dtype), np.zeros(b, dtype))
+            for a, b in layer_shapes(cfg)]
 
 
 def layer_shapes(cfg: Config) -> list[tuple[int, int]]:

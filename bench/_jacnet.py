@@ -29,8 +29,8 @@ def _accuracy(model: jacnet.Sequential, X: NDArray[Any], y: NDArray[Any]) -> flo
 
 def _step_epoch(model: jacnet.Sequential, loss: jacnet.Loss, opt: jacnet.Optimizer,
                 X: NDArray[Any], y: NDArray[Any], batch: int, rng: np.random.Generator) -> None:
-    """One epoch of the hand-written step loop, as the README writes it."""
-    params, grads = model.params, model.grads  # the layers' own arrays: fetch them once
+    """One epoch of the hand-written step loop exactly as the docs teach it (``model.params``
+    and ``model.grads`` fetched at every step, as a reader copies the loop)."""
     order = rng.permutation(X.shape[0])
     for s in range(0, X.shape[0], batch):
         rows = order[s:s + batch]
@@ -38,7 +38,7 @@ def _step_epoch(model: jacnet.Sequential, loss: jacnet.Loss, opt: jacnet.Optimiz
         out = model.forward(Xb)
         loss.forward(out, yb)
         model.backward(loss.backward(), input_grad=False)
-        opt.step(params, grads)
+        opt.step(model.params, model.grads)
 
 
 def train_step(cfg: Config, batch: int, dtype: Any) -> dict[str, Any]:

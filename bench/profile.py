@@ -84,7 +84,6 @@ def print_phases(model: Any, loss: Any, opt: Any, X: Any, y: Any, batch: int, rn
     names = ("gather X[rows]", "model.forward", "loss.forward", "loss.backward",
              "model.backward", "optimizer.step")
     totals = dict.fromkeys(names, 0.0)
-    params, grads = model.params, model.grads
     for timed in (False, True):
         order = rng.permutation(X.shape[0])
         started = clock()
@@ -101,7 +100,7 @@ def print_phases(model: Any, loss: Any, opt: Any, X: Any, y: Any, batch: int, rn
             t4 = clock()
             model.backward(dY, input_grad=False)
             t5 = clock()
-            opt.step(params, grads)
+            opt.step(model.params, model.grads)  # as the docs' loop (and _step_epoch) write it
             t6 = clock()
             if timed:
                 for name, a, b in zip(names, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6),

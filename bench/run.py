@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._common import FULL, TINY, Config, child_env, forward_flops, train_flops
+from bench._common import FULL, TINY, Config, child_env, forward_flops, layer_shapes, train_flops
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results.md"
@@ -32,14 +32,22 @@ README = ROOT / "README.md"
 README_START, README_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
 
 #: float32 training systems, in the order the tables list them.
-TRAIN = ("jacnet", "jacnet-fit", "torch", "sklearn")
+TRAIN = ("jacnet", "jacnet-fit", "numpy", "torch", "torch-closed", "thinc", "thinc-numpy", "sklearn")
 #: float64 training systems (run at batch 128).
 F64 = ("jacnet-f64", "sklearn-f64")
 SYSTEMS = TRAIN + F64
+#: The systems that run on ``--device`` (the others always run on the CPU).
+DEVICE_SYSTEMS = ("torch", "torch-closed")
+#: The wider network a ``--device cuda`` run adds, where a GPU is busy (tiny: a small stand-in).
+WIDE, TINY_WIDE = (4096, 4096), (64, 64)
 LABELS = {
     "jacnet": "jacnet step loop",
     "jacnet-fit": "jacnet `fit`",
+    "numpy": "NumPy loop",
     "torch": "PyTorch eager",
+    "torch-closed": "torch closed forms",
+    "thinc": "thinc (BLIS)",
+    "thinc-numpy": "thinc (NumPy matmul)",
     "sklearn": "scikit-learn float32",
     "jacnet-f64": "jacnet step loop float64",
     "sklearn-f64": "scikit-learn float64",
@@ -47,7 +55,11 @@ LABELS = {
     "jacnet-forward": "jacnet `model.forward`",
 }
 #: Which package each system needs besides NumPy.
-NEEDS = {"torch": "torch", "sklearn": "sklearn", "sklearn-f64": "sklearn"}
+NEEDS = {"torch": "torch", "torch-closed": "torch", "thinc": "thinc", "thinc-numpy": "thinc",
+         "sklearn": "sklearn", "sklearn-f64": "sklearn"}
+#: How to install each of them (the pins are the bench extra's).
+INSTALL = {"torch": "pip install torch==2.13.0", "thinc": "pip install thinc==9.1.1",
+           "sklearn": "pip install scikit-learn"}
 F64_BATCH = 128
 MB = 1e6
 
@@ -256,14 +268,22 @@ def peak_gflops(res: Results) -> Stat | None:
     return Stat.of(values)
 
 
+def train_baseline(res: Results) -> str:
+    """The system the training table's ratios are to: jacnet's step loop, else the first run."""
+    ran = [s for s in TRAIN if s in res.systems]
+    return "jacnet" if "jacnet" in ran or not ran else ran[0]
+
+
 def train_table(res: Results, peak: Stat | None) -> list[str]:
     cfg = res.cfg
-    rows = ["| batch | system | s/epoch (median) | spread (min–max) | samples/s | × jacnet "
+    baseline = train_baseline(res)
+    short = "jacnet" if baseline == "jacnet" else LABELS[baseline]
+    rows = [f"| batch | system | s/epoch (median) | spread (min–max) | samples/s | × {short} "
             "| GFLOP/s | % of matmul peak | accuracy |",
             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     flops = train_flops(cfg)
     for batch in res.batches:
-        base = res.per_round(Job("train", "jacnet", batch))
+        base = res.per_round(Job("train", baseline, batch))
         for system in TRAIN:
             job = Job("train", system, batch)
             t = timing(res, job, base)
@@ -274,15 +294,15 @@ def train_table(res: Results, peak: Stat | None) -> list[str]:
             acc = Stat.of(res.per_round(job, "accuracy"))
             rows.append(f"| {batch} | {LABELS[system]} | {t.median} | {t.spread} | "
                         f"{fmt(per_second(cfg.n_samples, t.stat))} | "
-                        f"{fmt(med(t.ratio))} | {fmt(gflops)} | {fmt(share, 2)}% | "
+                        f"{fmt(med(t.ratio))} | {fmt(gflops)} | {_share(share)} | "
                         f"{fmt(med(acc), 3)} |")
     return rows
 
 
 def matmul_table(res: Results) -> list[str]:
     rows = ["| batch | matmuls alone, s/epoch | outside matmuls: step loop | outside matmuls: `fit` "
-            "| `fit` / step loop | `fit` call overhead (s) |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| `fit` / step loop | `fit` / NumPy loop | `fit` call overhead (s) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for batch in res.batches:
         step = Job("train", "jacnet", batch)
         if step not in res.runs:
@@ -292,6 +312,7 @@ def matmul_table(res: Results) -> list[str]:
         step_share = paired(mm, res.per_round(step))
         fit_share = paired(mm, fit)
         fit_ratio = paired(fit, res.per_round(step))
+        fit_numpy = paired(fit, res.per_round(Job("train", "numpy", batch)))
         overhead = Stat.of([None if t is None or e is None else t - e for t, e in
                             zip(fit, res.per_round(Job("train", "jacnet-fit", batch), "epoch_seconds"),
                                 strict=False)])
@@ -299,9 +320,26 @@ def matmul_table(res: Results) -> list[str]:
             f"| {batch} | {fmt(med(Stat.of(mm)))} | "
             f"{_pct(None if step_share is None else 1 - step_share.median)} | "
             f"{_pct(None if fit_share is None else 1 - fit_share.median)} | "
-            f"{fmt(med(fit_ratio))} | "
+            f"{fmt(med(fit_ratio))} | {fmt(med(fit_numpy))} | "
             f"{fmt(med(overhead))} |")
     return rows
+
+
+def _share(percent: float | None) -> str:
+    return "–" if percent is None else f"{fmt(percent, 2)}%"
+
+
+def thinc_note(res: Results) -> list[str]:
+    """What thinc computes beyond the FLOPs counted: its first layer's ``dX``."""
+    if not any(s.startswith("thinc") for s in res.systems):
+        return []
+    a, b = layer_shapes(res.cfg)[0]
+    extra = 2 * res.cfg.n_samples * a * b
+    return [f"thinc's layers always return their input gradient, so it also computes the first "
+            f"layer's `dX`: {extra / 1e9:.1f} GFLOP more per epoch (+{extra / train_flops(res.cfg):.0%}) "
+            "than the products its GFLOP/s counts. thinc (BLIS) multiplies with the BLIS that "
+            "`NumpyOps` uses by default, single-threaded whatever the thread settings; thinc "
+            "(NumPy matmul) is `NumpyOps(use_blis=False)`, NumPy's BLAS with the suite's threads."]
 
 
 def _pct(x: float | None) -> str:
@@ -368,6 +406,7 @@ class Target:
     #: For a ratio to another system: the ratio if jacnet's epoch were its matrix products
     #: alone (nothing else at all), the floor no change outside the matmuls can go below.
     floor: float | None = None
+    issue: int = 5  # the issue that set it
 
     @property
     def verdict(self) -> str:
@@ -384,11 +423,12 @@ class Target:
             shown = "–" if self.value is None else f"{self.value:.1f} {self.unit}"
             limit = f"≤ {self.limit:g} {self.unit}"
         floor = "" if self.floor is None else fmt(self.floor)
-        return f"| {self.name} | {shown} | {limit} | **{self.verdict}** | {floor} |"
+        return f"| {self.name} | {shown} | {limit} | **{self.verdict}** | {floor} | {self.issue} |"
 
 
 def targets(res: Results) -> list[Target]:
-    """Issue 5's targets, as ratios of this run's measurements (medians of per-round ratios)."""
+    """Issues 5's and 14's targets, as ratios of this run's measurements (medians of per-round
+    ratios)."""
     def ratio(a: Job, b: Job) -> float | None:
         s = paired(res.per_round(a), res.per_round(b))
         return med(s)
@@ -410,6 +450,13 @@ def targets(res: Results) -> list[Target]:
         out.append(Target(f"batch {batch}: `fit` epoch / step-loop epoch",
                           ratio(Job("train", "jacnet-fit", batch), jac(batch)), 1.10))
     for batch in res.batches:
+        fit, loop = Job("train", "jacnet-fit", batch), Job("train", "numpy", batch)
+        out.append(Target(f"batch {batch}: `fit` epoch / NumPy loop", ratio(fit, loop), 0.95,
+                          floor=floor(jac(batch), loop), issue=14))
+    for batch in res.batches:
+        out.append(Target(f"batch {batch}: step-loop epoch (as the docs teach it) / `fit` epoch",
+                          ratio(jac(batch), Job("train", "jacnet-fit", batch)), 1.05, issue=14))
+    for batch in res.batches:
         epoch = Job("train", "jacnet-fit", batch)
         if epoch not in res.runs:
             epoch = jac(batch)
@@ -430,18 +477,22 @@ def targets(res: Results) -> list[Target]:
     return out
 
 
-def environment(res: Results) -> dict[str, Any]:
-    """Versions and thread pools, as the workers reported them."""
+def environment(runs: Sequence[Results]) -> dict[str, Any]:
+    """Versions, thread pools and GPUs, as the workers reported them."""
     versions: dict[str, Any] = {}
     pools: dict[str, str] = {}
-    for runs in res.runs.values():
-        for run in runs:
-            versions.update(run.get("versions", {}))
-            for pool in run.get("blas", []):
-                words = (pool.get("internal_api"), pool.get("version"), pool.get("architecture"))
-                desc = " ".join(str(w) for w in words if w) + f", {pool.get('num_threads')} threads"
-                pools[str(pool.get("filepath"))] = desc
-    return {"versions": versions, "pools": pools}
+    gpus: dict[str, dict[str, Any]] = {}
+    for res in runs:
+        for results in res.runs.values():
+            for run in results:
+                versions.update(run.get("versions", {}))
+                for pool in run.get("blas", []):
+                    words = (pool.get("internal_api"), pool.get("version"), pool.get("architecture"))
+                    desc = " ".join(str(w) for w in words if w) + f", {pool.get('num_threads')} threads"
+                    pools[str(pool.get("filepath"))] = desc
+                if run.get("gpu"):
+                    gpus[run["gpu"]["name"]] = run["gpu"]
+    return {"versions": versions, "pools": pools, "gpus": gpus}
 
 
 def cpu_name() -> str:
@@ -454,45 +505,37 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def report(res: Results, command: str) -> str:
+def _widths(cfg: Config) -> str:
+    return "-".join(str(w) for w in cfg.widths)
+
+
+def device_line(cfg: Config, gpus: dict[str, dict[str, Any]]) -> str:
+    """Where the PyTorch systems ran (the others always run on the CPU)."""
+    if cfg.device == "cpu":
+        return "Device: the CPU, for every system."
+    names = ", ".join(f"{name} (CUDA {g.get('cuda')}, float32 matmul precision "
+                      f"`{g.get('float32_matmul_precision')}`)" for name, g in gpus.items())
+    names = names or f"`{cfg.device}` (no measurement reported its name)"
+    return (f"Device: PyTorch eager and the torch closed forms ran on {names}; the data was moved to "
+            "the GPU before the clock started, and every timing starts and stops after "
+            "`torch.cuda.synchronize()`. The systems without a GPU path were not run.")
+
+
+def sections(res: Results) -> list[str]:
+    """The tables of one network's measurements."""
     cfg = res.cfg
     peak = peak_gflops(res)
-    env = environment(res)
-    widths = "-".join(str(w) for w in cfg.widths)
-    lines = [
-        "# jacnet benchmark results",
-        "",
-        f"Reproduce with `{command}` (it took {_duration(res.wall_seconds)} here). "
-        f"Workload: a {widths} ReLU MLP, softmax cross-entropy, plain SGD (lr {cfg.lr:g}), "
-        f"one epoch over {cfg.n_samples:,} synthetic samples; {cfg.threads} threads for every system; "
-        f"{res.rounds} round(s), systems alternated, each measurement in its own process after "
-        f"{cfg.warmup} discarded warm-up epoch(s); medians over the rounds with their spread (min–max). "
-        "× jacnet is the median of the per-round ratios of a system's time to jacnet's step loop "
-        "(above 1: slower than jacnet).",
-        "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs. "
-        + ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items())) + ".",
-        "",
-        "Thread pools (threadpoolctl): " + "; ".join(f"`{k}`: {v}" for k, v in sorted(env["pools"].items()))
-        + ". OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset in the workers.",
-        "",
-    ]
-    if res.loads:
-        cpus = os.cpu_count() or 1
-        lines += [f"Load average (1 min) before each measurement: {min(res.loads):.1f}–{max(res.loads):.1f} "
-                  f"on {cpus} CPUs (a measurement's own threads add up to {cfg.threads}).", ""]
-        if max(res.loads) > cpus + 1:
-            lines += ["**Warning: other processes competed for the CPUs during this run; its timings "
-                      "and ratios are unreliable. Rerun on a quiet machine.**", ""]
-    if res.skipped:
-        lines += [f"Skipped: {', '.join(f'{LABELS.get(k, k)} ({v})' for k, v in res.skipped.items())}.", ""]
+    lines: list[str] = []
     if peak:
         lines += [f"Matrix-multiply peak (float32 `np.matmul`, {'×'.join(map(str, _peak_shape(res)))}, "
                   f"best of 5 blocks, median over rounds): **{peak.median:.1f} GFLOP/s** "
                   f"(spread {peak.low:.1f}–{peak.high:.1f}; {cfg.peak_square}² for reference: "
                   f"{fmt(_square_peak(res))} GFLOP/s). One epoch's matrix products are "
                   f"{train_flops(cfg) / 1e9:.1f} GFLOP.", ""]
+    else:
+        lines += [f"One epoch's matrix products are {train_flops(cfg) / 1e9:.1f} GFLOP.", ""]
     lines += ["### Training, float32", "", *train_table(res, peak), ""]
+    lines += [*(n for note in thinc_note(res) for n in (note, ""))]
     mm = matmul_table(res)
     if len(mm) > 2:
         lines += ["### Where jacnet's epoch goes", "",
@@ -510,14 +553,59 @@ def report(res: Results, command: str) -> str:
                   f"A fresh process, `fit` for one epoch on the {cfg.n_samples:,} × {cfg.n_features} "
                   "float32 set; RSS measured with `ru_maxrss` above the process's peak once the data "
                   "exists, NumPy allocations with `tracemalloc` (a second `fit`).", "", *mem, ""]
-    lines += ["### Targets (issue 5)", "",
-              "*Floor*: for a ratio to another system, the ratio jacnet would reach if its epoch "
-              "were its matrix products alone (replayed as above); a limit below the floor cannot "
-              "be met by any change outside the matrix products.", "",
-              "| target | measured | limit | verdict | floor |",
-              "| --- | ---: | ---: | --- | ---: |", *(t.row() for t in targets(res)), ""]
-    if res.failures:
-        lines += ["### Failures", "", *(f"- {f}" for f in res.failures), ""]
+    if any(s.startswith("jacnet") for s in res.systems):
+        lines += ["### Targets (issues 5 and 14)", "",
+                  "*Floor*: for a ratio to another system, the ratio jacnet would reach if its epoch "
+                  "were its matrix products alone (replayed as above); a limit below the floor cannot "
+                  "be met by any change outside the matrix products.", "",
+                  "| target | measured | limit | verdict | floor | issue |",
+                  "| --- | ---: | ---: | --- | ---: | ---: |", *(t.row() for t in targets(res)), ""]
+    return lines
+
+
+def report(runs: Sequence[Results], command: str) -> str:
+    """The Markdown report of one run: one part per network measured."""
+    first = runs[0]
+    cfg = first.cfg
+    env = environment(runs)
+    loads = [x for res in runs for x in res.loads]
+    nets = " and ".join(f"a {_widths(res.cfg)}" for res in runs)
+    lines = [
+        "# jacnet benchmark results",
+        "",
+        f"Reproduce with `{command}` (it took {_duration(sum(r.wall_seconds for r in runs))} here). "
+        f"Workload: {nets} ReLU MLP, softmax cross-entropy, plain SGD (lr {cfg.lr:g}), "
+        f"one epoch over {cfg.n_samples:,} synthetic samples; {cfg.threads} threads for every system; "
+        f"{first.rounds} round(s), systems alternated, each measurement in its own process after "
+        f"{cfg.warmup} discarded warm-up epoch(s); medians over the rounds with their spread (min–max). "
+        "× jacnet is the median of the per-round ratios of a system's time to jacnet's step loop "
+        "(above 1: slower than jacnet; without jacnet, to the table's first system).",
+        "",
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs. "
+        + ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items())) + ".",
+        "",
+        device_line(cfg, env["gpus"]),
+        "",
+        "Thread pools (threadpoolctl): " + "; ".join(f"`{k}`: {v}" for k, v in sorted(env["pools"].items()))
+        + ". OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset in the workers.",
+        "",
+    ]
+    if loads:
+        cpus = os.cpu_count() or 1
+        lines += [f"Load average (1 min) before each measurement: {min(loads):.1f}–{max(loads):.1f} "
+                  f"on {cpus} CPUs (a measurement's own threads add up to {cfg.threads}).", ""]
+        if max(loads) > cpus + 1:
+            lines += ["**Warning: other processes competed for the CPUs during this run; its timings "
+                      "and ratios are unreliable. Rerun on a quiet machine.**", ""]
+    if first.skipped:
+        lines += [f"Skipped: {', '.join(f'{LABELS.get(k, k)} ({v})' for k, v in first.skipped.items())}.", ""]
+    for res in runs:
+        if len(runs) > 1:
+            lines += [f"## The {_widths(res.cfg)} network", ""]
+        lines += sections(res)
+    failures = [f for res in runs for f in res.failures]
+    if failures:
+        lines += ["### Failures", "", *(f"- {f}" for f in failures), ""]
     return "\n".join(lines)
 
 
@@ -558,6 +646,30 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _positive_ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in _csv(text)]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expects comma-separated positive integers, got {text!r}")
+    return values
+
+
+def cuda_problem(device: str) -> str | None:
+    """Why ``--device`` cannot run here (one line), or None when it can."""
+    if device == "cpu":
+        return None
+    if not available("torch"):
+        return f"--device {device} expects PyTorch built with CUDA, got no importable torch"
+    import torch  # only here: the parent measures nothing, and a CPU run never needs it
+
+    if not torch.cuda.is_available():
+        return (f"--device {device} expects a CUDA GPU that PyTorch can use, got none "
+                f"(torch {torch.__version__}: torch.cuda.is_available() is False)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -565,10 +677,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="a seconds-long configuration (512 samples, small layers, 1 round, no "
                              "warm-up) that checks the suite works; its times mean nothing")
     parser.add_argument("--rounds", type=int, help="rounds of alternated measurements (default 5; tiny 1)")
-    parser.add_argument("--systems", type=_csv, default=list(SYSTEMS),
-                        help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)")
-    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in _csv(s)],
+    parser.add_argument("--systems", type=_csv,
+                        help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all; with "
+                             f"--device cuda: {','.join(DEVICE_SYSTEMS)})")
+    parser.add_argument("--batch-sizes", type=_positive_ints,
                         help="comma-separated batch sizes (default 32,128,512; tiny 64)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help=f"where {' and '.join(LABELS[s] for s in DEVICE_SYSTEMS)} run (default cpu); "
+                             "cuda runs only them, on the reference network and a wider one")
+    parser.add_argument("--hidden", type=_positive_ints, action="append",
+                        help="hidden layer widths of the network, e.g. 4096,4096; repeat the option to "
+                             "measure several networks (default 256,128, and with --device cuda also "
+                             f"{','.join(map(str, WIDE))}; tiny {','.join(map(str, TINY.hidden))})")
     parser.add_argument("--threads", type=int, default=2, help="threads for every system (default 2)")
     parser.add_argument("--out", type=Path,
                         help=f"Markdown report path (default {DEFAULT_OUT.relative_to(ROOT)}, with raw "
@@ -576,45 +696,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per measurement")
     args = parser.parse_args(argv)
 
-    unknown = [s for s in args.systems if s not in SYSTEMS]
+    on_device = args.device != "cpu"
+    requested = args.systems if args.systems is not None else list(DEVICE_SYSTEMS if on_device else SYSTEMS)
+    unknown = [s for s in requested if s not in SYSTEMS]
     if unknown:
         parser.error(f"unknown system(s) {unknown}; choose from {','.join(SYSTEMS)}")
+    if on_device and any(s not in DEVICE_SYSTEMS for s in requested):
+        parser.error(f"--device {args.device} runs only {','.join(DEVICE_SYSTEMS)}, got "
+                     f"{[s for s in requested if s not in DEVICE_SYSTEMS]}")
+    problem = cuda_problem(args.device)
+    if problem:
+        print(f"python -m bench.run: {problem}", file=sys.stderr)
+        return 2
     base = TINY if args.tiny else FULL
-    cfg = dataclasses.replace(base, threads=args.threads)
     rounds = args.rounds if args.rounds is not None else (1 if args.tiny else 5)
     batches = args.batch_sizes or ([64] if args.tiny else [32, 128, 512])
-    if rounds < 1 or any(b < 1 for b in batches):
-        parser.error("--rounds and --batch-sizes expect positive integers")
-    res = Results(cfg, rounds, batches, [s for s in SYSTEMS if s in args.systems])
-    for system in list(res.systems):
+    if rounds < 1:
+        parser.error(f"--rounds expects a positive integer, got {rounds}")
+    hiddens = [tuple(h) for h in args.hidden] if args.hidden else (
+        [base.hidden, TINY_WIDE if args.tiny else WIDE] if on_device else [base.hidden])
+    systems = [s for s in SYSTEMS if s in requested]
+    skipped: dict[str, str] = {}
+    for system in list(systems):
         module = NEEDS.get(system)
         if module and not available(module):
-            hint = "pip install torch==2.13.0" if module == "torch" else "pip install scikit-learn"
-            res.skipped[system] = f"{module} is not importable; {hint}"
-            res.systems.remove(system)
-    for system, why in res.skipped.items():
+            skipped[system] = f"{module} is not importable; {INSTALL[module]}"
+            systems.remove(system)
+    for system, why in skipped.items():
         print(f"note: skipping {LABELS[system]}: {why}", flush=True)
 
-    execute(res, args.timeout)
+    runs = []
+    for hidden in hiddens:
+        cfg = dataclasses.replace(base, threads=args.threads, device=args.device, hidden=hidden)
+        res = Results(cfg, rounds, batches, list(systems), dict(skipped))
+        if len(hiddens) > 1:
+            print(f"network {_widths(cfg)}:", file=sys.stderr, flush=True)
+        execute(res, args.timeout)
+        runs.append(res)
 
     command = " ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)])
-    text = report(res, command)
+    text = report(runs, command)
     print(text, flush=True)
+    failed = any(res.failures for res in runs)
     out = args.out if args.out is not None else (None if args.tiny else DEFAULT_OUT)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
-        raw = {"config": dataclasses.asdict(cfg), "rounds": rounds, "batches": batches,
-               "skipped": res.skipped, "wall_seconds": res.wall_seconds,
-               "runs": [{"job": dataclasses.asdict(job), "results": runs} for job, runs in res.runs.items()]}
+        raw = {"config": dataclasses.asdict(runs[0].cfg), "rounds": rounds, "batches": batches,
+               "skipped": skipped, "wall_seconds": sum(res.wall_seconds for res in runs),
+               "workloads": [{"config": dataclasses.asdict(res.cfg), "wall_seconds": res.wall_seconds,
+                              "runs": [{"job": dataclasses.asdict(job), "results": results}
+                                       for job, results in res.runs.items()]} for res in runs]}
         out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
         print(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
-        complete = not args.tiny and out.resolve() == DEFAULT_OUT and res.systems == list(SYSTEMS)
-        if complete and batches == [32, 128, 512] and not res.failures:
+        reference = [res.cfg for res in runs] == [dataclasses.replace(FULL, threads=args.threads)]
+        complete = (not args.tiny and out.resolve() == DEFAULT_OUT and systems == list(SYSTEMS)
+                    and reference and batches == [32, 128, 512] and not failed)
+        if complete:
             body = text.split("\n", 1)[1]  # without the title: the README gives its own
             if update_readme(body):
                 print(f"updated the results block in {README.relative_to(ROOT)}", file=sys.stderr)
-    return 1 if res.failures else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,11 @@ from bench._common import Config, blas_info, pinned_threads
 TRAIN_SYSTEMS: dict[str, tuple[str, str, Any]] = {
     "jacnet": ("bench._jacnet", "train_step", np.float32),
     "jacnet-fit": ("bench._jacnet", "train_fit", np.float32),
+    "numpy": ("bench._numpy", "train", np.float32),
     "torch": ("bench._torch", "train", np.float32),
+    "torch-closed": ("bench._torch", "train_closed", np.float32),
+    "thinc": ("bench._thinc", "train", np.float32),
+    "thinc-numpy": ("bench._thinc", "train_numpy_matmul", np.float32),
     "sklearn": ("bench._sklearn", "train", np.float32),
     "jacnet-f64": ("bench._jacnet", "train_step", np.float64),
     "sklearn-f64": ("bench._sklearn", "train", np.float64),
@@ -36,6 +40,10 @@ def _load(task: str, system: str | None, batch: int | None, cfg: Config) -> Call
         if system not in TRAIN_SYSTEMS or batch is None:
             raise SystemExit(f"--task train needs --system (one of {sorted(TRAIN_SYSTEMS)}) and --batch")
         module, func, dtype = TRAIN_SYSTEMS[system]
+        if module == "bench._thinc":
+            # thinc imports PyTorch when it can (for its wrappers, unused here): keep it, its
+            # libraries and thread pools out of this process.
+            sys.modules.setdefault("torch", None)  # type: ignore[arg-type]
         fn = getattr(importlib.import_module(module), func)
         return lambda: fn(cfg, batch, dtype)
     if task == "infer":
@@ -57,10 +65,14 @@ def _load(task: str, system: str | None, batch: int | None, cfg: Config) -> Call
 
 def _versions() -> dict[str, Any]:
     versions: dict[str, Any] = {"python": platform.python_version(), "numpy": np.__version__}
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:
         from bench import _torch
 
         versions.update(_torch.info())
+    if "thinc" in sys.modules:
+        from bench import _thinc
+
+        versions.update(_thinc.info())
     if "sklearn" in sys.modules:
         from bench import _sklearn
 
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = Config.from_json(args.config)
     measure = _load(args.task, args.system, args.batch, cfg)
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:
         import torch
 
         torch.set_num_threads(cfg.threads)
@@ -90,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         result = measure()
         result["blas"] = blas_info()
     result["versions"] = _versions()
+    if sys.modules.get("torch") is not None:
+        from bench import _torch
+
+        result["gpu"] = _torch.gpu(cfg.device)
     print(json.dumps(result), flush=True)
     return 0
 

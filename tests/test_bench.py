@@ -43,14 +43,23 @@ def test_tiny_suite_runs_and_writes_a_well_formed_report(tmp_path: Path) -> None
     headers = [t[0][:2] for t in tables]
     assert ["batch", "system"] in headers
     systems = {row[1] for table in tables if table[0][:2] == ["batch", "system"] for row in table[2:]}
-    assert {"jacnet step loop", "jacnet `fit`", "scikit-learn float32", "jacnet step loop float64",
-            "scikit-learn float64"} <= systems
+    assert {"jacnet step loop", "jacnet `fit`", "NumPy loop", "scikit-learn float32",
+            "jacnet step loop float64", "scikit-learn float64"} <= systems
     if run.available("torch"):
-        assert "PyTorch eager" in systems
+        assert {"PyTorch eager", "torch closed forms"} <= systems
     else:
         assert "skipping PyTorch" in proc.stdout
+    if run.available("thinc"):
+        assert {"thinc (BLIS)", "thinc (NumPy matmul)"} <= systems
+    else:
+        assert "skipping thinc" in proc.stdout
+    assert "Device: the CPU, for every system." in text
     targets = next(t for t in tables if t[0][0] == "target")
     assert all(row[3].strip("*") in ("PASS", "FAIL", "n/a") for row in targets[2:])
+    issue14 = {row[0]: row for row in targets[2:] if row[5] == "14"}
+    assert set(issue14) == {"batch 64: `fit` epoch / NumPy loop",
+                            "batch 64: step-loop epoch (as the docs teach it) / `fit` epoch"}
+    assert all(row[3] != "**n/a**" for row in issue14.values())  # both sides ran
     raw = json.loads(out.with_suffix(".json").read_text())
     assert raw["config"]["n_samples"] == TINY.n_samples
     assert "Failures" not in text
@@ -73,6 +82,106 @@ def test_filters_select_systems_and_batch_sizes(tmp_path: Path, monkeypatch: pyt
 def test_unknown_system_is_refused() -> None:
     with pytest.raises(SystemExit):
         run.main(["--tiny", "--systems", "jax"])
+
+
+def test_cuda_without_a_gpu_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    if run.cuda_problem("cuda") is None:
+        pytest.skip("a CUDA GPU is present")
+    assert run.main(["--tiny", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m bench.run: --device cuda expects ") and err.count("\n") == 1
+    with pytest.raises(SystemExit):  # only the PyTorch systems have a GPU path
+        run.main(["--tiny", "--device", "cuda", "--systems", "jacnet"])
+
+
+def test_device_path_on_the_cpu_with_two_networks(tmp_path: Path) -> None:
+    # The code that --device cuda runs, on --device cpu; --hidden twice measures two networks.
+    pytest.importorskip("torch")
+    out = tmp_path / "r.md"
+    code = run.main(["--tiny", "--device", "cpu", "--systems", "torch,torch-closed", "--hidden", "32,16",
+                     "--hidden", "24,24", "--out", str(out)])
+    assert code == 0
+    text = out.read_text()
+    assert "## The 64-32-16-10 network" in text and "## The 64-24-24-10 network" in text
+    trains = [t for t in _check_well_formed(text) if t[0][:2] == ["batch", "system"]]
+    assert [[row[1] for row in t[2:]] for t in trains] == [["PyTorch eager", "torch closed forms"]] * 2
+    assert all(t[0][5] == "× PyTorch eager" for t in trains)  # no jacnet: ratios to the first system
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert [w["config"]["hidden"] for w in raw["workloads"]] == [[32, 16], [24, 24]]
+    assert {w["config"]["device"] for w in raw["workloads"]} == {"cpu"}
+
+
+def _jacnet_after_one_epoch(batch: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], ...]:
+    """jacnet's initial weights and its weights after one epoch of the step loop on TINY's data."""
+    import jacnet
+    from bench._jacnet import _step_epoch
+
+    X, y = make_data(TINY)
+    model = jacnet.build_mlp(TINY.n_features, list(TINY.hidden), TINY.n_classes, rng=TINY.seed)
+    pairs = [(layer.params["W"], layer.params["b"]) for layer in model.layers if layer.params]
+    start = [(W.copy(), b.copy()) for W, b in pairs]
+    _step_epoch(model, jacnet.SoftmaxCrossEntropy(), jacnet.SGD(lr=TINY.lr), X, y, batch,
+                np.random.default_rng(TINY.seed))
+    return start, pairs
+
+
+def _assert_same_weights(mine: list[tuple[np.ndarray, np.ndarray]],
+                         jacnets: list[tuple[np.ndarray, np.ndarray]], atol: float) -> None:
+    assert len(mine) == len(jacnets)
+    for (W, b), (Wj, bj) in zip(mine, jacnets, strict=True):
+        np.testing.assert_allclose(W, Wj, rtol=0, atol=atol)
+        np.testing.assert_allclose(b, bj, rtol=0, atol=atol)
+
+
+def test_the_closed_form_systems_train_to_jacnets_weights() -> None:
+    """Same initial weights, data order, formulas and float32: one epoch ends at jacnet's weights
+    (to float32 rounding: the libraries sum ``db`` in their own order)."""
+    from bench import _numpy
+    from bench._common import he_init
+
+    batch = 48  # 512 = 10 full batches and a remainder
+    start, after = _jacnet_after_one_epoch(batch)
+    _assert_same_weights(he_init(TINY), start, atol=0)
+    assert max(float(np.max(np.abs(W - W0))) for (W, _), (W0, _) in zip(after, start, strict=True)) > 0.05
+    X, y = make_data(TINY)
+    order = np.random.default_rng(TINY.seed).permutation(X.shape[0])
+    params = he_init(TINY)
+    loss = _numpy.sgd_epoch(params, X, y, order, batch, TINY.lr)
+    _assert_same_weights(params, after, atol=1e-6)
+    assert 0 < loss < 10
+
+
+def test_torch_closed_forms_train_to_jacnets_weights() -> None:
+    torch = pytest.importorskip("torch")
+    from bench import _torch
+    from bench._common import he_init
+
+    batch = 48
+    _, after = _jacnet_after_one_epoch(batch)
+    X, y = make_data(TINY)
+    order = np.random.default_rng(TINY.seed).permutation(X.shape[0])
+    params = _torch.as_tensors(he_init(TINY), torch.device("cpu"))
+    loss = _torch.sgd_epoch(params, torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(order),
+                            batch, TINY.lr)
+    _assert_same_weights([(W.numpy(), b.numpy()) for W, b in params], after, atol=1e-6)
+    assert 0 < float(loss) < 10
+
+
+@pytest.mark.parametrize("use_blis", [True, False])
+def test_thinc_trains_to_jacnets_weights(use_blis: bool) -> None:
+    # No L2, clipping or averaging slipped in: plain SGD on the same gradients.
+    pytest.importorskip("thinc")
+    from bench import _thinc
+    from bench._common import he_init
+
+    batch = 48
+    _, after = _jacnet_after_one_epoch(batch)
+    X, y = make_data(TINY)
+    order = np.random.default_rng(TINY.seed).permutation(X.shape[0])
+    model = _thinc.build(he_init(TINY), use_blis=use_blis)
+    _thinc.sgd_epoch(model, _thinc.optimizer(TINY.lr), X, np.eye(TINY.n_classes, dtype=np.float32)[y],
+                     order, batch)
+    _assert_same_weights(_thinc.weights(model), after, atol=1e-6)
 
 
 def test_flop_count_follows_the_products_computed() -> None:
