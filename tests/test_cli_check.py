@@ -150,7 +150,8 @@ def test_check_builtins_all_pass_in_one_table() -> None:
         assert any(module == name for module, _ in table), name
     assert {("Affine", "dX"), ("Affine", "dW"), ("Affine", "db")} <= table
     assert all(r[-1] == "pass" for r in rows if len(r) >= 8 and r[-1] in ("pass", "FAIL"))
-    assert "all 13 gradients agree" in done.stdout
+    checked = [r for r in rows if len(r) >= 8 and r[-1] in ("pass", "FAIL")]
+    assert len(checked) >= 13 and f"all {len(checked)} gradients agree" in done.stdout
     assert "float64" in done.stdout
 
 
@@ -160,7 +161,9 @@ def test_check_float32_explains_precision() -> None:
     assert "dtype float32, rtol 0.02, atol 0.0001, finite-difference step 0.01" in done.stdout
     assert "machine eps 1.19e-07" in done.stdout
     assert "What float32 can resolve" in done.stdout
-    assert "all 13 gradients agree" in done.stdout
+    rows = [line.split() for line in done.stdout.splitlines()]
+    checked = [r for r in rows if len(r) >= 8 and r[-1] in ("pass", "FAIL")]
+    assert len(checked) >= 13 and f"all {len(checked)} gradients agree" in done.stdout
 
 
 def test_check_a_correct_user_layer_passes(user_dir: Path) -> None:

@@ -603,7 +603,7 @@ HEADER_EDITS: dict[str, tuple[Edit, str]] = {
     "wrong-format-name": (_set(["format"], "keras"), "format"),
     "unknown-top-key": (_set(["exec"], "import os"), "unknown keys"),
     "missing-top-key": (_drop_key("loss"), "missing keys"),
-    "unknown-layer": (_set(["layers", 1, "type"], "Conv2D"), "unknown layer type"),
+    "unknown-layer": (_set(["layers", 1, "type"], "Conv3D"), "unknown layer type"),
     "importable-layer": (_set(["layers", 1, "type"], "os.system"), "unknown layer type"),
     "dunder-layer": (_set(["layers", 1, "type"], "__class__"), "unknown layer type"),
     "layer-extra-config": (_set(["layers", 1, "config"], {"inplace": True}), "unknown keys"),

@@ -50,13 +50,14 @@ def all_finite(A: NDArray[Any]) -> bool:
 def as_ndarray(value: Any, name: str, expected: str) -> NDArray[Any]:
     """``np.asarray(value)``; a string, or what NumPy cannot make an array of (ragged nested
     lists and the like), raises ``JacnetTypeError("<name> expects <expected>, got ...")``."""
-    message = f"{name} expects {expected}, got {describe(value)}"
+    if type(value) is np.ndarray:
+        return value
     if isinstance(value, (str, bytes)):
-        raise JacnetTypeError(message)
+        raise JacnetTypeError(f"{name} expects {expected}, got {describe(value)}")
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as exc:
-        raise JacnetTypeError(message) from exc
+        raise JacnetTypeError(f"{name} expects {expected}, got {describe(value)}") from exc
 
 
 def as_float_array(

@@ -35,6 +35,7 @@ from numpy.typing import DTypeLike
 
 from jacnet._validation import (
     FloatArray,
+    all_finite,
     as_float_array,
     as_rng,
     check_jacobian_size,
@@ -113,9 +114,15 @@ def private(A: FloatArray, original: Any) -> FloatArray:
     return A
 
 
+_OWNERS: dict[tuple[type, str], type] = {}
+
+
 def _owner(cls: type, name: str) -> type:
-    """The class in ``cls``'s MRO that defines method ``name``."""
-    return next(c for c in cls.__mro__ if name in c.__dict__)
+    """The class in ``cls``'s MRO that defines method ``name`` (cached: networks ask per step)."""
+    found = _OWNERS.get((cls, name))
+    if found is None:
+        found = _OWNERS[cls, name] = next(c for c in cls.__mro__ if name in c.__dict__)
+    return found
 
 
 def uses_backward_params(layer: Layer) -> bool:
@@ -272,7 +279,10 @@ class Layer:
                 "inference_mode), got nothing saved by forward")
         if is_handed_over(dY):
             return dY
-        dY = as_float_array(dY, f"{name}.backward dY", ndim=None, dtype=getattr(saved, "dtype", None))
+        dtype = getattr(saved, "dtype", None)
+        if type(dY) is np.ndarray and dY.dtype == dtype and dY.shape == shape and all_finite(dY):
+            return dY  # already what the checks below would return
+        dY = as_float_array(dY, f"{name}.backward dY", ndim=None, dtype=dtype)
         check_same_shape(dY, f"{name}.backward dY", shape)
         return dY
 

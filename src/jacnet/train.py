@@ -43,7 +43,7 @@ from jacnet.errors import (
     NonFiniteError,
     ShapeError,
 )
-from jacnet.layers import Sigmoid, Softmax, handed_over, inference_mode
+from jacnet.layers import Sigmoid, Softmax, _handed, inference_mode
 from jacnet.losses import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
@@ -447,8 +447,11 @@ def fit(
                 # would only repeat it.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     try:
-                        with handed_over(Xb):
+                        token = _handed.set(id(Xb))  # handed_over(Xb), without a generator per step
+                        try:
                             out = model.forward(Xb)
+                        finally:
+                            _handed.reset(token)
                         value = (loss._forward_prepared(out, targets[rows]) if prepared
                                  else loss.forward(out, y[rows]))
                         finite = math.isfinite(value)
