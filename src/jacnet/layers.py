@@ -426,7 +426,8 @@ class Affine(_Builtin):
         A = self._checked(X)
         Z = A @ self.params["W"]
         Z += self.params["b"]
-        self._keep(private(A, X))
+        if is_recording():  # (inference keeps nothing, and copies nothing)
+            self._saved = private(A, X)
         return Z
 
     def _output_shape(self) -> tuple[int, ...]:
