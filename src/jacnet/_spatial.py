@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from jacnet._validation import FloatArray, check_positive_int, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError, ShapeError
@@ -146,6 +147,13 @@ def fold(piece: Callable[[Ints], np.ndarray[Any, Any]], dest: np.ndarray[Any, An
 class ShapeKept(_Builtin):
     """A built-in layer whose ``_saved`` is ``(output shape, dtype, what backward reads...)``:
     ``backward`` checks ``dY`` against that shape and casts it to that dtype."""
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        """A parameterless instance on a random ``(2, 2, 3)`` input; layers with options
+        override it."""
+        return cls(), rng.standard_normal((2, 2, 3)).astype(dtype)
 
     def _output_shape(self) -> tuple[int, ...]:
         return tuple(self._saved[0])

@@ -74,6 +74,14 @@ def _block_diagonal(blocks: FloatArray) -> FloatArray:
     return J
 
 
+
+def _example(layer: Layer, rng: np.random.Generator, dtype: DTypeLike) -> tuple[Layer, FloatArray]:
+    """``layer`` over 3 features with random ``gamma``, ``beta`` and a ``(4, 3)`` input."""
+    layer.params["gamma"][:] = rng.uniform(0.5, 1.5, 3)
+    layer.params["beta"][:] = rng.standard_normal(3)
+    return layer, rng.standard_normal((4, 3)).astype(dtype)
+
+
 @register_layer("batchnorm")
 class BatchNorm(ShapeKept):
     """Batch normalisation per feature of ``(N, F)`` or per channel of ``(N, C, L)`` /
@@ -121,10 +129,7 @@ class BatchNorm(ShapeKept):
     @classmethod
     def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
                 ) -> tuple[Layer, FloatArray]:
-        layer = cls(3, dtype=dtype)
-        layer.params["gamma"][:] = rng.uniform(0.5, 1.5, 3)
-        layer.params["beta"][:] = rng.standard_normal(3)
-        return layer, rng.standard_normal((4, 3)).astype(dtype)
+        return _example(cls(3, dtype=dtype), rng, dtype)
 
     @classmethod
     def buffer_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -290,10 +295,7 @@ class LayerNorm(ShapeKept):
     @classmethod
     def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
                 ) -> tuple[Layer, FloatArray]:
-        layer = cls(3, dtype=dtype)
-        layer.params["gamma"][:] = rng.uniform(0.5, 1.5, 3)
-        layer.params["beta"][:] = rng.standard_normal(3)
-        return layer, rng.standard_normal((4, 3)).astype(dtype)
+        return _example(cls(3, dtype=dtype), rng, dtype)
 
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, *,
                  dtype: DTypeLike = np.float32) -> None:

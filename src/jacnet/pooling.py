@@ -231,11 +231,6 @@ class GlobalAvgPool(ShapeKept):
 
     input_ndim = (3, 4, 5)
 
-    @classmethod
-    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
-                ) -> tuple[Layer, FloatArray]:
-        return cls(), rng.standard_normal((2, 2, 3)).astype(dtype)
-
     def forward(self, X: Any) -> FloatArray:
         A = self._input(X)
         Y = A.mean(axis=tuple(range(2, A.ndim)))
@@ -269,11 +264,6 @@ class Flatten(ShapeKept):
     """
 
     input_ndim = (2, 3, 4, 5)
-
-    @classmethod
-    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
-                ) -> tuple[Layer, FloatArray]:
-        return cls(), rng.standard_normal((2, 2, 3)).astype(dtype)
 
     def forward(self, X: Any) -> FloatArray:
         A = self._input(X)
