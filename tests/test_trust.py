@@ -506,3 +506,15 @@ def test_every_jacobian_path_refuses_from_the_shapes_first() -> None:
     with pytest.raises(JacobianTooLargeError):
         check_gradients(model, X)
     assert time.perf_counter() - started < 20
+
+
+def test_the_command_line_says_the_unfused_warning_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "jacnet.cli", "train", "--data", "breast_cancer", "--loss", "bce",
+                           "--epochs", "1", "--quiet", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warning = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and warning[0].startswith("jacnet train: warning: Sigmoid followed by")

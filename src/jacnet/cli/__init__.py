@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from jacnet.errors import JacnetError
+from jacnet.errors import JacnetError, JacnetWarning
 
 __all__ = ["main"]
 
@@ -39,12 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(command: str) -> Any:
+    """A ``warnings.showwarning`` that prints jacnet's own warnings as one line on stderr."""
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, JacnetWarning):
+            print(f"jacnet {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jacnet`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            code: int = args.run(args)
         sys.stdout.flush()  # a closed pipe shows here, not in an error at exit
     except BrokenPipeError:
         _quiet_stdout()
