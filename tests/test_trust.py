@@ -512,8 +512,8 @@ def test_the_command_line_says_the_unfused_warning_in_one_line(tmp_path: Path) -
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "jacnet.cli", "train", "--data", "breast_cancer", "--loss", "bce",
-                           "--epochs", "1", "--quiet", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "jacnet.cli", "train", "--data", "breast_cancer",
+                           "--loss", "bce", "--epochs", "1", "--quiet", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     warning = [line for line in done.stderr.splitlines() if "warning" in line]
