@@ -13,8 +13,8 @@ class: it builds the torch module, emits the ONNX nodes and imports from the tor
 names. Adding a layer type (a convolution, a normalisation...) is adding one entry.
 
 PyTorch (``pip install 'jacnet[torch]'``) and onnx (``pip install 'jacnet[onnx]'``) are
-optional: each is imported inside the function that needs it. Nothing here unpickles: there is
-no ``torch.load`` anywhere; a PyTorch network comes in as a live module.
+optional: each is imported inside the function that needs it. Nothing here unpickles: no PyTorch
+file is ever read; a PyTorch network comes in as a live module.
 """
 
 from __future__ import annotations
