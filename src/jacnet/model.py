@@ -312,14 +312,33 @@ class Sequential:
 
     # Presentation ----------------------------------------------------------------------------
 
-    def summary(self) -> str:
-        """A table of the layers with their output shapes and parameter counts."""
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
+        """A table of the layers with their output shapes and parameter counts.
+
+        ``input_shape`` (one sample's, e.g. ``(1, 40)`` for a ``Conv1D`` network) gives every
+        layer's output shape, from one zero sample run in inference mode; without it, a
+        network that starts with an affine layer shows its widths and others show ``?``.
+        """
+        shapes: list[str] = []
+        if input_shape is None and self.in_features is not None:
+            input_shape = (self.in_features,)
+        if input_shape is not None:
+            try:
+                A = np.zeros((1, *input_shape), dtype=self.dtype)
+                with inference_mode():
+                    for layer in self.inference_layers():
+                        A = layer.forward(A)
+                        shapes.append("(N, " + ", ".join(str(d) for d in A.shape[1:]) + ")")
+            except Exception:  # a layer refused the zero sample: show what the widths say
+                shapes = []
+        if len(shapes) != len(self.layers):
+            width: int | None = None
+            shapes = []
+            for layer in self.layers:
+                width = getattr(layer, "out_features", width)
+                shapes.append(f"(N, {width if width is not None else '?'})")
         rows = [("#", "layer", "output shape", "params")]
-        width: int | None = None
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Affine):
-                width = layer.out_features
-            shape = f"(N, {width if width is not None else '?'})"
+        for i, (layer, shape) in enumerate(zip(self.layers, shapes, strict=True)):
             rows.append((str(i), repr(layer), shape, f"{layer.n_params:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
