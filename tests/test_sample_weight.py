@@ -128,7 +128,7 @@ class _NoRows(Loss):
         return 2 * (P - T) / P.shape[0]
 
 
-class _OwnValueMSE(MeanSquaredError):
+class _OwnValueMeanSquaredError(MeanSquaredError):
     """Overrides the value but inherits MeanSquaredError's rows: they no longer belong to it."""
 
     def _value(self, P: Any, T: Any) -> float:
@@ -143,11 +143,11 @@ class _WithRows(_NoRows):
 def test_which_losses_take_weights() -> None:
     assert all(supports_sample_weight(c()) for c in BUILT_INS)
     assert not supports_sample_weight(_NoRows())
-    assert not supports_sample_weight(_OwnValueMSE())
+    assert not supports_sample_weight(_OwnValueMeanSquaredError())
     assert supports_sample_weight(_WithRows())
 
 
-@pytest.mark.parametrize("loss_class", [_NoRows, _OwnValueMSE])
+@pytest.mark.parametrize("loss_class", [_NoRows, _OwnValueMeanSquaredError])
 def test_a_loss_without_rows_refuses_weights(loss_class: type[Loss]) -> None:
     X, Y, _, k = problem("regression")
     model = build_mlp(2, [4], k, rng=0, dtype=np.float64)
@@ -360,15 +360,17 @@ def test_non_numeric_columns_are_named() -> None:
     frame = pd.DataFrame({"a": X[:, 0], "city": ["x"] * 10, "b": X[:, 1]})
     with pytest.raises(JacnetTypeError, match="fit X expects numeric columns, got column 'city' of dtype"):
         fit(model, frame, y, loss=loss, verbose=0)
-    with pytest.raises(JacnetTypeError, match="Sequential.predict X expects numeric columns, got column 'city'"):
+    with pytest.raises(JacnetTypeError,
+                       match=r"Sequential\.predict X expects numeric columns, got column 'city'"):
         model.predict(frame)
     flags = frame.assign(city=[True, False] * 5)
-    with pytest.raises(JacnetTypeError, match="evaluate X expects numeric columns, got column 'city' of dtype bool"):
+    with pytest.raises(JacnetTypeError,
+                       match="evaluate X expects numeric columns, got column 'city' of dtype bool"):
         evaluate(model, flags, y, loss=loss)
     with pytest.raises(JacnetTypeError, match="fit sample_weight expects numeric columns, got column 'w'"):
         fit(model, frame.drop(columns="city").assign(c=1.0), y, loss=loss, verbose=0,
             sample_weight=pd.Series(["1"] * 10, name="w"))
     with_missing = pd.DataFrame({"a": X[:, 0], "b": pd.array([1] * 9 + [None], dtype="Int64"),
                                  "c": X[:, 1]})
-    with pytest.raises(NonFiniteError, match="Sequential.predict X expects finite values"):
+    with pytest.raises(NonFiniteError, match=r"Sequential\.predict X expects finite values"):
         model.predict(with_missing)
