@@ -164,6 +164,19 @@ def check_same_shape(A: NDArray[Any], name: str, expected: tuple[int, ...]) -> N
         raise ShapeError(f"{name} expects shape {expected}, got {A.shape}")
 
 
+def check_sample_weight(value: Any, n: int, where: str) -> FloatArray:
+    """``value`` as float64 weights ``(n,)``: finite, >= 0 and not all zero."""
+    name = f"{where} sample_weight"
+    w = as_float_array(value, name, ndim=1, dtype=np.float64, min_samples=0)
+    if w.shape != (n,):
+        raise ShapeError(f"{name} expects shape ({n},) (one weight per sample), got {w.shape}")
+    if n and w.min() < 0:
+        raise JacnetValueError(f"{name} expects weights >= 0, got a minimum of {float(w.min())!r}")
+    if not w.any():
+        raise JacnetValueError(f"{name} expects weights that are not all zero, got all zero")
+    return w
+
+
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Return ``value`` as an int after checking it is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from jacnet._validation import FloatArray, as_float_array, as_ndarray, check_same_shape
+from jacnet._validation import (
+    FloatArray,
+    as_float_array,
+    as_ndarray,
+    check_same_shape,
+    check_sample_weight,
+)
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.layers import BATCH, is_recording, private, sigmoid, softmax
 from jacnet.registry import register_loss
@@ -205,19 +211,6 @@ def check_weighted(loss: Loss, where: str) -> None:
             f"{where} sample_weight expects a loss with per-row values, got {name}, which has "
             f"none: implement {name}._rows(P, T) returning the (N,) values whose mean is "
             f"{name}._value, or train without sample_weight")
-
-
-def check_sample_weight(value: Any, n: int, where: str) -> FloatArray:
-    """``value`` as float64 weights ``(n,)``: finite, >= 0 and not all zero."""
-    name = f"{where} sample_weight"
-    w = as_float_array(value, name, ndim=1, dtype=np.float64, min_samples=0)
-    if w.shape != (n,):
-        raise ShapeError(f"{name} expects shape ({n},) (one weight per sample), got {w.shape}")
-    if n and w.min() < 0:
-        raise JacnetValueError(f"{name} expects weights >= 0, got a minimum of {float(w.min())!r}")
-    if not w.any():
-        raise JacnetValueError(f"{name} expects weights that are not all zero, got all zero")
-    return w
 
 
 class _ProbabilityPred(Loss):

@@ -1,7 +1,8 @@
 """scikit-learn estimators backed by jacnet networks: ``JacnetClassifier`` and ``JacnetRegressor``.
 
 Both follow scikit-learn's estimator contract and pass its own estimator checks
-(``sklearn.utils.estimator_checks``), so they drop into ``Pipeline``, ``GridSearchCV``,
+(``sklearn.utils.estimator_checks``; the few that a configuration cannot pass are listed, with
+the reason, by ``_expected_failed_checks``), so they drop into ``Pipeline``, ``GridSearchCV``,
 ``cross_val_score`` and the rest of scikit-learn. ``__init__`` only stores its arguments;
 ``fit`` validates them and the data with scikit-learn's validation utilities, builds a
 :func:`jacnet.build_mlp` network and trains it with :func:`jacnet.fit`. The trained network

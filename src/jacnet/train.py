@@ -35,6 +35,7 @@ from jacnet._validation import (
     as_ndarray,
     check_positive_int,
     check_real,
+    check_sample_weight,
     describe,
     overflow_message,
 )
@@ -54,7 +55,6 @@ from jacnet.losses import (
     Loss,
     SigmoidBinaryCrossEntropy,
     SoftmaxCrossEntropy,
-    check_sample_weight,
     check_weighted,
 )
 from jacnet.metrics import (
