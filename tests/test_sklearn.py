@@ -41,13 +41,19 @@ SMALL: dict[str, Any] = {"hidden_layer_sizes": (16,), "epochs": 20, "batch_size"
 #: The other code paths: SGD, early stopping, float64, tanh.
 VARIANT: dict[str, Any] = {**SMALL, "optimizer": "sgd", "activation": "tanh", "early_stopping": True,
                            "dtype": "float64"}
+#: One full-batch step per epoch in float64: integer sample weights equal repeated rows, so
+#: scikit-learn's check_sample_weight_equivalence_on_dense_data runs (and passes) here; the
+#: mini-batch configurations above list it in _expected_failed_checks.
+FULL_BATCH: dict[str, Any] = {**SMALL, "batch_size": "auto", "epochs": 60, "dtype": "float64"}
 
 
 # scikit-learn's estimator checks ------------------------------------------------------------
 
 
 @parametrize_with_checks([JacnetClassifier(**SMALL), JacnetRegressor(**SMALL),  # type: ignore[untyped-decorator]
-                          JacnetClassifier(**VARIANT), JacnetRegressor(**VARIANT)])
+                          JacnetClassifier(**VARIANT), JacnetRegressor(**VARIANT),
+                          JacnetClassifier(**FULL_BATCH), JacnetRegressor(**FULL_BATCH)],
+                         expected_failed_checks=lambda est: est._expected_failed_checks())
 def test_sklearn_estimator_checks(estimator: Any, check: Callable[[Any], None],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # The array API check (with NumPy arrays) runs only when SCIPY_ARRAY_API is set.
@@ -446,3 +452,111 @@ def test_regressor_matches_mlp_on_diabetes() -> None:
     print(f"\ndiabetes R², 5-fold CV, seeds 0-2: {_rounded(scores)}")
     assert np.mean(scores["jacnet"]) >= np.mean(scores["sklearn"])
     assert min(scores["jacnet"]) > 0.4
+
+
+# Sample weights, class weights and DataFrames ----------------------------------------------
+
+
+@pytest.mark.parametrize("make", [quick_classifier, quick_regressor], ids=["clf", "reg"])
+def test_sample_weights_of_one_change_nothing(make: Callable[..., Any], blobs: Any) -> None:
+    X, y = blobs
+    plain = make().fit(X, y)
+    ones = make().fit(X, y, sample_weight=np.ones(len(y)))
+    for name in plain.model_.params:
+        np.testing.assert_array_equal(plain.model_.params[name], ones.model_.params[name])
+    heavy = make().fit(X, y, sample_weight=np.where(y == 0, 5.0, 1.0))
+    assert not np.array_equal(heavy.model_.params["0.W"], plain.model_.params["0.W"])
+
+
+def test_class_weight_is_a_weight_per_sample_of_the_class(blobs: Any) -> None:
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = blobs
+    names = np.array(["x", "y", "z"])[y]
+    keep = np.r_[np.flatnonzero(y == 0)[:20], np.flatnonzero(y != 0)]  # unbalanced
+    X, names = X[keep], names[keep]
+    sw = np.random.default_rng(0).uniform(0.5, 2, len(names))
+
+    def weights_of(est: JacnetClassifier) -> np.ndarray[Any, Any]:
+        return est.model_.params["0.W"]
+
+    balanced = quick_classifier(class_weight="balanced").fit(X, names, sample_weight=sw)
+    by_hand = quick_classifier().fit(X, names, sample_weight=sw * compute_sample_weight("balanced", names))
+    np.testing.assert_array_equal(weights_of(balanced), weights_of(by_hand))
+    counts = {c: int(np.sum(names == c)) for c in ("x", "y", "z")}
+    assert counts["x"] == 20 and counts["y"] == 80
+    as_dict = quick_classifier(class_weight={"x": 4.0, "z": 0.5}).fit(X, names, sample_weight=sw)
+    factors = np.select([names == "x", names == "z"], [4.0, 0.5], 1.0)
+    by_hand = quick_classifier().fit(X, names, sample_weight=sw * factors)
+    np.testing.assert_array_equal(weights_of(as_dict), weights_of(by_hand))
+    assert "class_weight" in JacnetClassifier().get_params()
+    assert "class_weight" not in JacnetRegressor().get_params()
+
+
+@pytest.mark.parametrize(("class_weight", "sample_weight", "match"), [
+    ({"w": 2.0}, None, r"class_weight has labels not in classes_ \['x', 'y', 'z'\]: \['w'\]"),
+    ("heavy", None, "class_weight must be None, 'balanced' or a dict"),
+    ({"x": -1.0}, None, "class_weight expects finite weights >= 0"),
+    ({"x": 0.0, "y": 0.0}, None, r"at least 2 classes with a positive sample weight, got 1 class: \['z'\]"),
+    (None, "only-x", r"at least 2 classes with a positive sample weight, got 1 class: \['x'\]"),
+    (None, np.zeros(240), "Sample weights must contain at least one non-zero number"),
+    (None, -np.ones(240), "Negative values in data passed to `sample_weight`"),
+    (None, np.ones(3), "sample_weight.shape"),
+])
+def test_bad_class_and_sample_weights(blobs: Any, class_weight: Any, sample_weight: Any,
+                                      match: str) -> None:
+    X, y = blobs
+    names = np.array(["x", "y", "z"])[y]
+    if isinstance(sample_weight, str):
+        sample_weight = (names == "x").astype(float)
+    with pytest.raises(ValueError, match=match):
+        quick_classifier(class_weight=class_weight).fit(X, names, sample_weight=sample_weight)
+
+
+def test_partial_fit_with_weights(blobs: Any) -> None:
+    X, y = blobs
+    with pytest.raises(ValueError, match="class_weight='balanced' is not supported by partial_fit"):
+        quick_classifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1, 2])
+    clf = quick_classifier(class_weight={0: 2.0})
+    first = y != 2  # a batch without class 2: partial_fit takes it (classes are given)
+    clf.partial_fit(X[first], y[first], classes=[0, 1, 2], sample_weight=np.ones(first.sum()))
+    for _ in range(10):
+        clf.partial_fit(X, y, sample_weight=np.full(len(y), 0.5))
+    assert clf.score(X, y) > 0.9
+    reg = quick_regressor()
+    reg.partial_fit(X, X[:, 0], sample_weight=np.ones(len(X)))
+    with pytest.raises(ValueError, match="sample_weight"):
+        reg.partial_fit(X, X[:, 0], sample_weight=np.ones(3))
+
+
+def test_integer_sample_weights_equal_repeated_rows_with_full_batches() -> None:
+    # One full-batch step per epoch in float64: weights and repetitions give the same model.
+    X, y = make_blobs(n_samples=40, centers=3, n_features=4, random_state=1)
+    w = np.random.default_rng(1).integers(0, 4, len(y))
+    for make in (quick_classifier, quick_regressor):
+        est = make(batch_size="auto", dtype="float64", epochs=30)
+        weighted = clone(est).fit(X, y, sample_weight=w)
+        repeated = clone(est).fit(np.repeat(X, w, axis=0), np.repeat(y, w))
+        np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-6)
+        np.testing.assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [quick_classifier, quick_regressor], ids=["clf", "reg"])
+def test_dataframes_series_and_feature_names(make: Callable[..., Any], blobs: Any) -> None:
+    pd = pytest.importorskip("pandas")
+    X, y = blobs
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    w = np.random.default_rng(2).uniform(0.5, 2, len(y))
+    from_frame = make().fit(frame, pd.Series(y), sample_weight=pd.Series(w))
+    from_array = make().fit(X, y, sample_weight=w)
+    np.testing.assert_array_equal(from_frame.predict(frame), from_array.predict(X))
+    np.testing.assert_array_equal(from_frame.feature_names_in_, ["a", "b", "c", "d"])
+    assert not hasattr(from_array, "feature_names_in_")
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        from_frame.predict(X)
+    with pytest.warns(UserWarning, match="X has feature names, but"):
+        from_array.predict(frame)
+    with pytest.raises(ValueError, match="feature names"):
+        from_frame.predict(frame.rename(columns={"d": "e"}))
+    # Column names that are not all strings record no names (as scikit-learn's).
+    assert not hasattr(make().fit(pd.DataFrame(X), y), "feature_names_in_")

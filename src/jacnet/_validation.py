@@ -60,6 +60,34 @@ def as_ndarray(value: Any, name: str, expected: str) -> NDArray[Any]:
         raise JacnetTypeError(f"{name} expects {expected}, got {describe(value)}") from exc
 
 
+def _non_numeric_column(value: Any) -> str | None:
+    """For a DataFrame (anything with ``columns`` and ``dtypes``, no pandas import) or a Series
+    (``name`` and ``dtype``): its first column that is not numeric, described, or None."""
+    columns, dtypes = getattr(value, "columns", None), getattr(value, "dtypes", None)
+    if columns is not None and dtypes is not None:
+        pairs = list(zip(list(columns), list(dtypes), strict=False))
+    elif hasattr(value, "dtype") and hasattr(value, "name") and not isinstance(value, np.ndarray):
+        pairs = [(value.name, value.dtype)]
+    else:
+        return None
+    for column, dtype in pairs:
+        if getattr(dtype, "kind", "O") not in "fiu":
+            return f"column {column!r} of dtype {dtype}"
+    return None
+
+
+def _numeric_frame(value: Any) -> NDArray[Any] | None:
+    """A DataFrame whose columns are all numeric but of mixed extension dtypes (nullable
+    ``Int64`` next to ``float64``...), which NumPy turns into objects: its columns stacked,
+    a missing value (``pd.NA``) becoming NaN. None for anything else."""
+    columns, dtypes = getattr(value, "columns", None), getattr(value, "dtypes", None)
+    if columns is None or dtypes is None or not len(columns):
+        return None
+    if any(getattr(dtype, "kind", "O") not in "fiu" for dtype in dtypes):
+        return None
+    return np.column_stack([np.asarray(value[c], dtype=np.float64) for c in columns])
+
+
 def as_float_array(
     value: Any,
     name: str,
@@ -91,6 +119,8 @@ def as_float_array(
         Smallest accepted length of the second axis of a 2-D array.
     """
     A = as_ndarray(value, name, "a numeric array")
+    if A.dtype.kind == "O" and (stacked := _numeric_frame(value)) is not None:
+        A = stacked
     kind = A.dtype.kind
     if kind == "b":
         raise JacnetTypeError(
@@ -99,6 +129,9 @@ def as_float_array(
     if kind == "c":
         raise JacnetTypeError(f"{name} expects a real array, got complex dtype {A.dtype}")
     if kind not in "fiu":
+        column = _non_numeric_column(value)
+        if column is not None:
+            raise JacnetTypeError(f"{name} expects numeric columns, got {column}")
         raise JacnetTypeError(f"{name} expects a numeric array, got dtype {A.dtype}")
     if ndim is not None:
         ranks = (ndim,) if isinstance(ndim, int) else ndim
@@ -130,6 +163,19 @@ def check_same_shape(A: NDArray[Any], name: str, expected: tuple[int, ...]) -> N
     """Raise :class:`ShapeError` unless ``A.shape == expected``."""
     if A.shape != expected:
         raise ShapeError(f"{name} expects shape {expected}, got {A.shape}")
+
+
+def check_sample_weight(value: Any, n: int, where: str) -> FloatArray:
+    """``value`` as float64 weights ``(n,)``: finite, >= 0 and not all zero."""
+    name = f"{where} sample_weight"
+    w = as_float_array(value, name, ndim=1, dtype=np.float64, min_samples=0)
+    if w.shape != (n,):
+        raise ShapeError(f"{name} expects shape ({n},) (one weight per sample), got {w.shape}")
+    if n and w.min() < 0:
+        raise JacnetValueError(f"{name} expects weights >= 0, got a minimum of {float(w.min())!r}")
+    if not w.any():
+        raise JacnetValueError(f"{name} expects weights that are not all zero, got all zero")
+    return w
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:

@@ -2,6 +2,8 @@
 
 ``value = loss.forward(pred, target)`` returns a Python float ``J``;
 ``dpred = loss.backward()`` returns ``∂J/∂pred`` with the shape of ``pred``;
+``loss.forward(pred, target, sample_weight=w)`` returns the weighted mean ``Σᵢ wᵢ lᵢ / Σᵢ wᵢ``
+of the per-row values ``lᵢ`` (``J`` is their plain mean), and ``backward`` its gradient;
 ``loss.jacobian(pred, target)`` returns the same gradient built from the per-entry
 partial derivatives, independently of ``backward``.
 
@@ -20,7 +22,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from jacnet._validation import FloatArray, as_float_array, as_ndarray, check_same_shape
+from jacnet._validation import (
+    FloatArray,
+    as_float_array,
+    as_ndarray,
+    check_same_shape,
+    check_sample_weight,
+)
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.layers import BATCH, is_recording, private, sigmoid, softmax
 from jacnet.registry import register_loss
@@ -42,11 +50,18 @@ class Loss:
     (``P`` the prediction ``(N, K)``, ``T`` the target as ``_target`` returns it), and
     ``_partials(P, T)`` for the expanded Jacobian. It may override ``_target`` to accept
     other target layouts.
+
+    Sample weights need ``_rows(P, T)``, the per-row values ``lᵢ`` ``(N,)`` whose mean is
+    ``_value``: every built-in loss is such a mean. The weighted loss is then
+    ``Σᵢ wᵢ lᵢ / Σᵢ wᵢ``, and its gradient is ``_gradient``'s row ``i`` times ``N wᵢ / Σ w``
+    (exact for a mean of per-row terms). A loss without ``_rows`` refuses weights.
     """
 
     def __init__(self) -> None:
         self._pred: FloatArray | None = None
         self._target: FloatArray | None = None
+        # (N, 1) factors N wᵢ / Σ w of a weighted forward; None when unweighted.
+        self._row_scale: FloatArray | None = None
 
     def __call__(self, pred: Any, target: Any) -> float:
         return self.forward(pred, target)
@@ -54,18 +69,25 @@ class Loss:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    def forward(self, pred: Any, target: Any) -> float:
+    def forward(self, pred: Any, target: Any, sample_weight: Any = None) -> float:
         """Return the loss ``J`` for ``pred (N, K)`` against ``target``; keep both for backward.
 
         What is kept is the loss's own: an array the caller passed is copied (``N×K``, cheap),
         so changing ``pred`` or ``target`` afterwards cannot change the gradient.
+
+        With ``sample_weight`` ``(N,)`` (finite, >= 0, not all zero) the value is the weighted
+        mean of the per-row values, ``Σᵢ wᵢ lᵢ / Σᵢ wᵢ``, and ``backward`` returns its gradient.
         """
         P, T = self._checked(pred, target)
-        return self._cache_and_value(private(P, pred), private(T, target))
+        if sample_weight is None:
+            return self._cache_and_value(private(P, pred), private(T, target))
+        weights = check_sample_weight(sample_weight, P.shape[0], f"{type(self).__name__}.forward")
+        check_weighted(self, f"{type(self).__name__}.forward")
+        return self._cache_and_weighted_value(private(P, pred), private(T, target), weights)
 
     def clear(self) -> None:
         """Forget the prediction and target kept for backward (``fit`` calls it at the end)."""
-        self._pred = self._target = None
+        self._pred = self._target = self._row_scale = None
 
     def backward(self) -> FloatArray:
         """Return ``∂J/∂pred``, shape ``(N, K)``, from what ``forward`` cached."""
@@ -74,7 +96,10 @@ class Loss:
                 f"{type(self).__name__}.backward expects forward to have been called first, "
                 "got no cached prediction"
             )
-        return self._gradient(self._pred, self._target)
+        grad = self._gradient(self._pred, self._target)
+        if self._row_scale is not None:
+            grad = grad * self._row_scale
+        return grad
 
     @classmethod
     def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
@@ -93,6 +118,10 @@ class Loss:
     def _value(self, P: FloatArray, T: Any) -> float:
         raise NotImplementedError
 
+    def _rows(self, P: FloatArray, T: Any) -> FloatArray:
+        """The per-row values ``lᵢ``, ``(N,)``, whose mean is ``_value`` (for sample weights)."""
+        raise NotImplementedError
+
     def _gradient(self, P: FloatArray, T: Any) -> FloatArray:
         raise NotImplementedError
 
@@ -108,18 +137,31 @@ class Loss:
     def _check_pred(self, pred: Any) -> FloatArray:
         return as_float_array(pred, f"{type(self).__name__} pred", ndim=2, min_features=1)
 
-    def _forward_prepared(self, pred: Any, T: Any) -> float:
+    def _forward_prepared(self, pred: Any, T: Any, weights: FloatArray | None = None) -> float:
         """``forward`` with ``T`` already checked and in the form ``_target_for`` returns.
 
         ``fit`` converts every target once, up front, and passes each batch's rows here: the
         prediction is still checked, the per-step target conversion is not repeated.
+        ``weights`` (checked by the caller, with a positive sum) make it the weighted mean.
         """
-        return self._cache_and_value(private(self._check_pred(pred), pred), T)
+        P = private(self._check_pred(pred), pred)
+        if weights is None:
+            return self._cache_and_value(P, T)
+        return self._cache_and_weighted_value(P, T, weights)
 
     def _cache_and_value(self, P: FloatArray, T: Any) -> float:
         if is_recording():
-            self._pred, self._target = P, T
+            self._pred, self._target, self._row_scale = P, T, None
         return float(self._value(P, T))
+
+    def _cache_and_weighted_value(self, P: FloatArray, T: Any, weights: FloatArray) -> float:
+        total = float(weights.sum())
+        rows = self._rows(P, T)
+        if is_recording():
+            # ∂/∂pᵢ (Σ w l / Σ w) = (wᵢ / Σ w) ∂lᵢ/∂pᵢ = (N wᵢ / Σ w) · (row i of ∂(mean l)/∂P).
+            scale = (weights * (P.shape[0] / total)).astype(P.dtype).reshape(-1, 1)
+            self._pred, self._target, self._row_scale = P, T, scale
+        return float(np.dot(weights, rows)) / total
 
     def _target_for(self, P: FloatArray, target: Any) -> Any:
         """Default: a target of the prediction's shape, cast to its dtype; ``(N,)`` is accepted
@@ -144,6 +186,31 @@ def _clip_probabilities(P: FloatArray) -> FloatArray:
     """The module's one clipping policy: ``clip(Ŷ, ε, 1 - ε)``, ``ε = finfo(dtype).eps``."""
     eps = np.finfo(P.dtype).eps
     return np.clip(P, eps, 1 - eps)
+
+
+def supports_sample_weight(loss: Loss) -> bool:
+    """True when ``loss`` has per-row values that belong to its own value and gradient: its
+    ``_rows`` is defined in the class that defines ``_value`` and ``_gradient`` or in a subclass
+    of it, and it keeps the base ``forward`` and ``backward`` (which apply the weights)."""
+    cls = type(loss)
+    if cls.forward is not Loss.forward or cls.backward is not Loss.backward:
+        return False
+
+    def owner(name: str) -> type:
+        return next(c for c in cls.__mro__ if name in c.__dict__)
+
+    rows = owner("_rows")
+    return rows is not Loss and all(issubclass(rows, owner(n)) for n in ("_value", "_gradient"))
+
+
+def check_weighted(loss: Loss, where: str) -> None:
+    """Refuse sample weights for a loss without per-row values (never ignore them silently)."""
+    if not supports_sample_weight(loss):
+        name = type(loss).__name__
+        raise JacnetTypeError(
+            f"{where} sample_weight expects a loss with per-row values, got {name}, which has "
+            f"none: implement {name}._rows(P, T) returning the (N,) values whose mean is "
+            f"{name}._value, or train without sample_weight")
 
 
 class _ProbabilityPred(Loss):
@@ -232,6 +299,10 @@ class MeanSquaredError(Loss):
         D = T - P
         return float(np.vdot(D, D)) / P.shape[0]
 
+    def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        D = T - P
+        return np.einsum("ik,ik->i", D, D)
+
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         return (-2 / P.shape[0]) * (T - P)
 
@@ -249,8 +320,15 @@ class BinaryCrossEntropy(_ProbabilityPred, _BinaryTargets):
     """
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
+        return -float(np.sum(self._log_likelihoods(P, T))) / P.shape[0]
+
+    def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        return -self._log_likelihoods(P, T).sum(axis=1)
+
+    @staticmethod
+    def _log_likelihoods(P: FloatArray, T: FloatArray) -> FloatArray:
         C = _clip_probabilities(P)
-        return -float(np.sum(T * np.log(C) + (1 - T) * np.log1p(-C))) / P.shape[0]
+        return T * np.log(C) + (1 - T) * np.log1p(-C)
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         C = _clip_probabilities(P)
@@ -272,6 +350,9 @@ class CategoricalCrossEntropy(_ProbabilityPred, _ClassTargets):
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
         return -float(np.sum(T * np.log(_clip_probabilities(P)))) / P.shape[0]
+
+    def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        return -(T * np.log(_clip_probabilities(P))).sum(axis=1)
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         return (-1 / P.shape[0]) * T / _clip_probabilities(P)
@@ -303,19 +384,28 @@ class SoftmaxCrossEntropy(_ClassTargets):
         self._probabilities = None
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
+        S, log_sums = self._shifted(P)
+        # Σₖ y_k (log Σ e^s - s_k): rows of Y sum to 1.
+        value = float(np.sum(T * (log_sums - S)))
+        if math.isnan(value):  # 0·inf from s_k = -inf: only classes with y_k ≠ 0 count
+            value = float(np.sum(_nonzero_terms(T, log_sums - S)))
+        return value / P.shape[0]
+
+    def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        S, log_sums = self._shifted(P)
+        rows = np.sum(T * (log_sums - S), axis=1)
+        if np.isnan(rows).any():
+            rows = _nonzero_terms(T, log_sums - S).sum(axis=1)
+        return rows
+
+    def _shifted(self, P: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``S = P - max`` and ``log Σ e^S`` per row; keeps ``softmax(P)`` for backward."""
         S = P - P.max(axis=1, keepdims=True)  # logits ~1e308 apart: s_k = -inf, e^s_k = 0
         E = np.exp(S)
         sums = E.sum(axis=1, keepdims=True)
         if is_recording():
             self._probabilities = E / sums
-        log_sums = np.log(sums)
-        # Σₖ y_k (log Σ e^s - s_k): rows of Y sum to 1.
-        value = float(np.sum(T * (log_sums - S)))
-        if math.isnan(value):  # 0·inf from s_k = -inf: only classes with y_k ≠ 0 count
-            terms = np.zeros_like(S)
-            np.multiply(T, log_sums - S, out=terms, where=T != 0)
-            value = float(np.sum(terms))
-        return value / P.shape[0]
+        return S, np.log(sums)
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         Y_hat = self._probabilities if self._probabilities is not None else softmax(P)
@@ -331,6 +421,13 @@ class SoftmaxCrossEntropy(_ClassTargets):
         return np.einsum("ik,ikj->ij", -T / P.shape[0], dY_dL_over_Y)
 
 
+def _nonzero_terms(T: FloatArray, M: FloatArray) -> FloatArray:
+    """``T * M`` with the entries where ``T = 0`` left 0 (even where ``M`` is infinite)."""
+    terms = np.zeros_like(M)
+    np.multiply(T, M, out=terms, where=T != 0)
+    return terms
+
+
 @register_loss("sigmoid_bce")
 class SigmoidBinaryCrossEntropy(_BinaryTargets):
     """Sigmoid and binary cross-entropy fused, on logits ``Z (N, K)``.
@@ -340,8 +437,14 @@ class SigmoidBinaryCrossEntropy(_BinaryTargets):
     """
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
-        terms = np.maximum(P, 0) - P * T + np.log1p(np.exp(-np.abs(P)))
-        return float(np.sum(terms)) / P.shape[0]
+        return float(np.sum(self._terms(P, T))) / P.shape[0]
+
+    def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        return self._terms(P, T).sum(axis=1)
+
+    @staticmethod
+    def _terms(P: FloatArray, T: FloatArray) -> FloatArray:
+        return np.maximum(P, 0) - P * T + np.log1p(np.exp(-np.abs(P)))
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         return (sigmoid(P) - T) / P.shape[0]

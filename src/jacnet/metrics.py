@@ -57,21 +57,40 @@ def true_labels(y: NDArray[Any], loss: Loss | None = None) -> NDArray[Any]:
     return np.argmax(y, axis=1)
 
 
-def accuracy(y_true: NDArray[Any], y_pred: NDArray[Any]) -> float:
-    """Fraction of entries where the labels agree."""
-    return float(np.mean(y_true == y_pred)) if y_true.size else 0.0
+def accuracy(y_true: NDArray[Any], y_pred: NDArray[Any],
+             sample_weight: NDArray[Any] | None = None) -> float:
+    """Fraction of entries where the labels agree; with ``sample_weight`` ``(N,)``, the
+    weighted fraction ``Σᵢ wᵢ aᵢ / Σᵢ wᵢ`` (``aᵢ`` the fraction of row ``i``'s labels right)."""
+    if not y_true.size:
+        return 0.0
+    if sample_weight is None:
+        return float(np.mean(y_true == y_pred))
+    right = y_true == y_pred
+    per_row = right if right.ndim == 1 else right.mean(axis=1)
+    return float(np.average(per_row, weights=sample_weight))
 
 
-def mean_squared_error(y_true: NDArray[Any], y_pred: NDArray[Any]) -> float:
-    """``1/(N·K) Σ (y - ŷ)²`` (the per-entry mean, as scikit-learn reports it)."""
+def mean_squared_error(y_true: NDArray[Any], y_pred: NDArray[Any],
+                       sample_weight: NDArray[Any] | None = None) -> float:
+    """``1/(N·K) Σ (y - ŷ)²`` (the per-entry mean, as scikit-learn reports it); with
+    ``sample_weight`` ``(N,)`` each row counts ``wᵢ / Σ w`` instead of ``1/N``."""
     diff = np.asarray(y_true, dtype=np.float64).reshape(y_pred.shape) - y_pred
-    return float(np.mean(diff * diff))
+    if sample_weight is None:
+        return float(np.mean(diff * diff))
+    return float(np.mean(np.average(diff * diff, axis=0, weights=sample_weight)))
 
 
-def r2_score(y_true: NDArray[Any], y_pred: NDArray[Any]) -> float:
-    """Coefficient of determination ``1 - SS_res / SS_tot``, averaged over outputs."""
+def r2_score(y_true: NDArray[Any], y_pred: NDArray[Any],
+             sample_weight: NDArray[Any] | None = None) -> float:
+    """Coefficient of determination ``1 - SS_res / SS_tot``, averaged over outputs; with
+    ``sample_weight``, weighted sums around the weighted mean (as scikit-learn's)."""
     y = np.asarray(y_true, dtype=np.float64).reshape(y_pred.shape)
-    ss_res = np.sum((y - y_pred) ** 2, axis=0)
-    ss_tot = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    if sample_weight is None:
+        ss_res = np.sum((y - y_pred) ** 2, axis=0)
+        ss_tot = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64).reshape(-1, 1)
+        ss_res = np.sum(w * (y - y_pred) ** 2, axis=0)
+        ss_tot = np.sum(w * (y - np.average(y, axis=0, weights=w[:, 0])) ** 2, axis=0)
     scores = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 0.0)
     return float(np.mean(scores))

@@ -1,7 +1,8 @@
 """scikit-learn estimators backed by jacnet networks: ``JacnetClassifier`` and ``JacnetRegressor``.
 
 Both follow scikit-learn's estimator contract and pass its own estimator checks
-(``sklearn.utils.estimator_checks``), so they drop into ``Pipeline``, ``GridSearchCV``,
+(``sklearn.utils.estimator_checks``; the few that a configuration cannot pass are listed, with
+the reason, by ``_expected_failed_checks``), so they drop into ``Pipeline``, ``GridSearchCV``,
 ``cross_val_score`` and the rest of scikit-learn. ``__init__`` only stores its arguments;
 ``fit`` validates them and the data with scikit-learn's validation utilities, builds a
 :func:`jacnet.build_mlp` network and trains it with :func:`jacnet.fit`. The trained network
@@ -22,6 +23,9 @@ Differences from ``MLPClassifier`` / ``MLPRegressor`` worth knowing:
   which jacnet never reads nor advances;
 * ``loss_curve_`` holds jacnet's loss: the mean cross-entropy, or for regression the mean
   over samples of the *summed* squared error (not half of it, as scikit-learn's MLP reports);
+* ``sample_weight`` (and the classifier's ``class_weight``) make each step minimise the
+  weighted mean of its batch's per-row losses, as scikit-learn's MLP does; with mini-batches
+  an integer weight equals repeating the row only in expectation (see ``fit``);
 * predictions and probabilities are float64: a float32 network trains in float32 and is
   evaluated on float64 copies of its weights, so that a sample's prediction does not depend
   on the batch it comes in (``model_.predict`` stays in the network's dtype).
@@ -42,8 +46,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state, check_scalar
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from jacnet.callbacks import EarlyStopping
 from jacnet.losses import Loss, MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
@@ -176,6 +181,34 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
     def _validation_metric(self) -> str:
         raise NotImplementedError
 
+    def _weights(self, X: NDArray[Any], y: NDArray[Any], sample_weight: Any, partial: bool
+                 ) -> NDArray[np.float64] | None:
+        """Checked sample weights ``(n_samples,)`` (finite, >= 0, not all zero), or None."""
+        if sample_weight is None:
+            return None
+        checked: NDArray[np.float64] = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                            ensure_non_negative=True)
+        return checked
+
+    def _expected_failed_checks(self) -> dict[str, str]:
+        """scikit-learn estimator checks that this configuration cannot pass, with the reason
+        (for ``parametrize_with_checks(..., expected_failed_checks=...)``).
+
+        ``check_sample_weight_equivalence_on_dense_data`` asks that integer weights give
+        *the same* model as repeated rows. That holds (to rounding) only when every epoch is
+        one full-batch step on data in a fixed order: ``batch_size="auto"`` (the check's data
+        has fewer than 200 rows), no ``early_stopping`` (its random split holds out other
+        rows), and float64 (float32 rounding grows over the epochs past the check's 1e-7).
+        With mini-batches a repeated row is a separate sample, so the batches and the number
+        of steps differ; weights equal repetitions only in expectation, as in scikit-learn's
+        own ``MLPClassifier`` with ``"sgd"`` / ``"adam"``.
+        """
+        if self.batch_size == "auto" and not self.early_stopping and self._dtype() == np.float64:
+            return {}
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "mini-batch steps (or early stopping's random split, or float32): integer "
+                "weights equal repeated rows only in expectation"}
+
     # Checks --------------------------------------------------------------------------------
 
     def _dtype(self) -> np.dtype[Any]:
@@ -273,10 +306,11 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
 
     # Training ------------------------------------------------------------------------------
 
-    def _fit(self, X: Any, y: Any) -> Any:
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
         self._check_params()
         X, y = self._validate_xy(X, y, reset=True)
         self._set_targets(y)
+        weights = self._weights(X, y, sample_weight, partial=False)
         Y = self._encode(y)
         rng = self._random_state()
         init_seed, fit_seed = (int(s) for s in rng.randint(0, _SEED_HIGH, size=2))
@@ -296,7 +330,7 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
                       validation_split=float(self.validation_fraction) if self.early_stopping
                       else 0.0,
                       shuffle=bool(self.shuffle), seed=fit_seed, callbacks=[stopper],
-                      verbose=self._verbosity())
+                      verbose=self._verbosity(), sample_weight=weights)
         self._record(history, append=False)
         if self.early_stopping:
             self.validation_scores_ = [float(v) for v in history[self._validation_metric()]]
@@ -310,7 +344,7 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
                           ConvergenceWarning, stacklevel=3)
         return self
 
-    def _partial_fit(self, X: Any, y: Any, classes: Any = None) -> Any:
+    def _partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> Any:
         first = not hasattr(self, "model_")
         if first:
             self._check_params()
@@ -324,9 +358,11 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
             self.validation_scores_ = None
             self.best_validation_score_ = None
         Y = self._encode(y)
+        weights = self._weights(X, y, sample_weight, partial=True)
         history = fit(self.model_, X, Y, loss=self.model_.loss, optimizer=self._optimizer, epochs=1,
                       batch_size=self._batch(X.shape[0]), shuffle=bool(self.shuffle),
-                      seed=int(self._rng.randint(0, _SEED_HIGH)), verbose=self._verbosity())
+                      seed=int(self._rng.randint(0, _SEED_HIGH)), verbose=self._verbosity(),
+                      sample_weight=weights)
         self._record(history, append=True)
         return self
 
@@ -407,6 +443,12 @@ class JacnetClassifier(ClassifierMixin, _BaseJacnet):  # type: ignore[misc]
 """
         + _PARAMETERS_DOC
         + """
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, ``{label: weight}`` (a class not in it weighs 1), or
+        ``"balanced"``: ``n_samples / (n_classes * np.bincount(y))``, as in scikit-learn. Each
+        sample's weight is its class's weight times its ``sample_weight``. ``"balanced"`` is
+        refused by ``partial_fit``, which sees one batch, not the class frequencies.
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -436,11 +478,92 @@ class JacnetClassifier(ClassifierMixin, _BaseJacnet):  # type: ignore[misc]
 """
     )
 
+    def __init__(
+        self,
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        *,
+        init: str = "auto",
+        optimizer: str = "adam",
+        learning_rate: float = 1e-3,
+        momentum: float = 0.9,
+        batch_size: int | str = "auto",
+        epochs: int = 200,
+        shuffle: bool = True,
+        tol: float = 1e-4,
+        n_iter_no_change: int = 10,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        weight_decay: float = 0.0,
+        dtype: str | type[np.floating[Any]] = "float32",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        class_weight: dict[Any, float] | str | None = None,
+    ) -> None:
+        # scikit-learn reads the parameters from this signature: each one is listed again.
+        super().__init__(
+            hidden_layer_sizes, activation, init=init, optimizer=optimizer,
+            learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, epochs=epochs,
+            shuffle=shuffle, tol=tol, n_iter_no_change=n_iter_no_change,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            weight_decay=weight_decay, dtype=dtype, random_state=random_state, verbose=verbose)
+        self.class_weight = class_weight
+
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[NDArray[Any], NDArray[Any]]:
         X, y = validate_data(self, X, y, dtype=self._dtype() if reset else self.model_.dtype,
                              reset=reset)
         check_classification_targets(y)
         return X, y
+
+    def _weights(self, X: NDArray[Any], y: NDArray[Any], sample_weight: Any, partial: bool
+                 ) -> NDArray[np.float64] | None:
+        """``sample_weight`` times each sample's class weight; fit refuses weights that leave
+        fewer than 2 classes (a one-class problem, as without weights)."""
+        weights = super()._weights(X, y, sample_weight, partial)
+        class_weight = self.class_weight
+        if class_weight is not None:
+            if isinstance(class_weight, str) and class_weight == "balanced":
+                if partial:
+                    raise ValueError(
+                        "class_weight='balanced' is not supported by partial_fit (one batch does "
+                        "not give the class frequencies); pass compute_class_weight('balanced', "
+                        "classes=classes, y=y_sample) as a dict instead")
+                present = np.unique(y)
+                per_class = compute_class_weight("balanced", classes=present, y=y)
+            elif isinstance(class_weight, dict):
+                present = self.classes_
+                unknown = [k for k in class_weight if k not in set(present.tolist())]
+                if unknown:
+                    raise ValueError(f"class_weight has labels not in classes_ "
+                                     f"{present.tolist()}: {unknown}")
+                per_class = [class_weight.get(c, 1.0) for c in present.tolist()]
+            else:
+                raise ValueError(f"class_weight must be None, 'balanced' or a dict, "
+                                 f"got {class_weight!r}")
+            class_rows = np.asarray(per_class, dtype=np.float64)[np.searchsorted(present, y)]
+            weights = class_rows if weights is None else weights * class_rows
+            if not np.isfinite(weights).all() or weights.min() < 0 or not weights.any():
+                raise ValueError(f"class_weight expects finite weights >= 0 that are not all "
+                                 f"zero for the classes present, got {class_weight!r}")
+        if weights is not None and not partial:
+            kept = np.unique(y[weights > 0])
+            if kept.shape[0] < 2:
+                raise ValueError(f"{type(self).__name__} needs at least 2 classes with a positive "
+                                 f"sample weight, got {kept.shape[0]} class: {kept.tolist()}")
+        return weights
+
+    def _expected_failed_checks(self) -> dict[str, str]:
+        """The base class's, and with ``early_stopping`` ``check_class_weight_classifiers``:
+        its 100 noisy samples leave a validation split of 5 rows, whose weighted accuracy
+        (weights 1000 : 0.0001, or no class-0 row at all) is at its best after the first
+        epoch, so early stopping keeps a barely trained network (scikit-learn's MLP scores
+        its validation split with the weights too). Without early stopping the same settings
+        pass."""
+        failing = super()._expected_failed_checks()
+        if self.early_stopping:
+            failing["check_class_weight_classifiers"] = (
+                "early stopping on a 5-row validation split keeps the first epoch's weights")
+        return failing
 
     def _set_targets(self, y: NDArray[Any], classes: Any = None) -> None:
         if classes is None:
@@ -478,25 +601,32 @@ class JacnetClassifier(ClassifierMixin, _BaseJacnet):  # type: ignore[misc]
     def _validation_metric(self) -> str:
         return "val_accuracy"
 
-    def fit(self, X: Any, y: Any) -> JacnetClassifier:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> JacnetClassifier:
         """Train a new network on ``(X, y)``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data (dense, finite).
-        y : array-like of shape (n_samples,)
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Training data (dense, finite). A DataFrame with string column names sets
+            ``feature_names_in_``.
+        y : array-like or Series of shape (n_samples,)
             Class labels; at least two distinct ones.
+        sample_weight : array-like or Series of shape (n_samples,), optional
+            Finite weights >= 0, not all zero, multiplied by the ``class_weight`` of each
+            sample's class. Each step minimises the weighted mean of its batch's per-sample
+            losses, ``Σᵢ wᵢ lᵢ / Σᵢ wᵢ`` (as ``MLPClassifier``); ``loss_curve_`` and the
+            validation accuracy of ``early_stopping`` are weighted means too.
 
         Returns
         -------
         self : JacnetClassifier
             The fitted estimator.
         """
-        result: JacnetClassifier = self._fit(X, y)
+        result: JacnetClassifier = self._fit(X, y, sample_weight)
         return result
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> JacnetClassifier:
+    def partial_fit(self, X: Any, y: Any, classes: Any = None,
+                    sample_weight: Any = None) -> JacnetClassifier:
         """Train for one epoch over ``(X, y)``, continuing from the current weights.
 
         The first call (on an unfitted estimator) builds the network; later calls keep the
@@ -512,6 +642,9 @@ class JacnetClassifier(ClassifierMixin, _BaseJacnet):  # type: ignore[misc]
         classes : array-like of shape (n_classes,), optional
             Every class of the whole problem; required on the first call (it fixes the
             network's outputs), optional later and then equal to ``classes_``.
+        sample_weight : array-like or Series of shape (n_samples,), optional
+            Weights of this batch's samples, as in ``fit`` (a dict ``class_weight`` applies
+            too).
 
         Returns
         -------
@@ -525,7 +658,7 @@ class JacnetClassifier(ClassifierMixin, _BaseJacnet):  # type: ignore[misc]
                                                         self.classes_):
             raise ValueError(f"classes={classes!r} is not the same as on the first call to "
                              f"partial_fit, {self.classes_.tolist()}")
-        result: JacnetClassifier = self._partial_fit(X, y, classes)
+        result: JacnetClassifier = self._partial_fit(X, y, classes, sample_weight)
         return result
 
     def predict_log_proba(self, X: Any) -> NDArray[np.float64]:
@@ -651,25 +784,30 @@ class JacnetRegressor(RegressorMixin, _BaseJacnet):  # type: ignore[misc]
     def _validation_metric(self) -> str:
         return "val_r2"
 
-    def fit(self, X: Any, y: Any) -> JacnetRegressor:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> JacnetRegressor:
         """Train a new network on ``(X, y)``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data (dense, finite).
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Training data (dense, finite). A DataFrame with string column names sets
+            ``feature_names_in_``.
+        y : array-like, Series or DataFrame of shape (n_samples,) or (n_samples, n_outputs)
             Numeric targets.
+        sample_weight : array-like or Series of shape (n_samples,), optional
+            Finite weights >= 0, not all zero. Each step minimises the weighted mean of its
+            batch's per-sample losses, ``Σᵢ wᵢ lᵢ / Σᵢ wᵢ`` (as ``MLPRegressor``);
+            ``loss_curve_`` and the validation R² of ``early_stopping`` are weighted too.
 
         Returns
         -------
         self : JacnetRegressor
             The fitted estimator.
         """
-        result: JacnetRegressor = self._fit(X, y)
+        result: JacnetRegressor = self._fit(X, y, sample_weight)
         return result
 
-    def partial_fit(self, X: Any, y: Any) -> JacnetRegressor:
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> JacnetRegressor:
         """Train for one epoch over ``(X, y)``, continuing from the current weights.
 
         The first call (on an unfitted estimator) builds the network; later calls keep the
@@ -682,13 +820,15 @@ class JacnetRegressor(RegressorMixin, _BaseJacnet):  # type: ignore[misc]
             A batch of training data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Its targets, shaped like those of the first call.
+        sample_weight : array-like or Series of shape (n_samples,), optional
+            Weights of this batch's samples, as in ``fit``.
 
         Returns
         -------
         self : JacnetRegressor
             The updated estimator.
         """
-        result: JacnetRegressor = self._partial_fit(X, y)
+        result: JacnetRegressor = self._partial_fit(X, y, sample_weight=sample_weight)
         return result
 
     def predict(self, X: Any) -> NDArray[np.float64]:

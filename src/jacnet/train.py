@@ -8,6 +8,10 @@ One step of ``fit`` is the lecture's chain, once per mini-batch::
 
 The batch is gathered once per step (one fancy-indexing copy), and the first layer skips
 its ``dX``, which nobody reads.
+
+With ``sample_weight`` each batch's loss is the weighted mean ``Σ wᵢ lᵢ / Σ wᵢ`` over its rows
+(``loss.forward(..., sample_weight=...)``), so an integer weight counts a row that many times
+within its batch; the epoch's loss and accuracy are weighted means over all training rows.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from jacnet._validation import (
     as_ndarray,
     check_positive_int,
     check_real,
+    check_sample_weight,
     describe,
     overflow_message,
 )
@@ -50,6 +55,7 @@ from jacnet.losses import (
     Loss,
     SigmoidBinaryCrossEntropy,
     SoftmaxCrossEntropy,
+    check_weighted,
 )
 from jacnet.metrics import (
     accuracy,
@@ -232,30 +238,61 @@ def _warn_if_unfused(model: Sequential, loss: Loss) -> None:
                 JacnetWarning, stacklevel=3)
 
 
-def _scores(model: Sequential, loss: Loss, outputs: FloatArray, y: Any, prefix: str = "") -> dict[str, float]:
-    scores = {f"{prefix}loss": copy.copy(loss).forward(outputs, y)}
+def _weights(value: Any, loss: Loss, n: int, name: str) -> FloatArray | None:
+    """Checked sample weights ``(n,)``, or None; a loss without per-row values refuses them."""
+    if value is None:
+        return None
+    weights = check_sample_weight(value, n, name)
+    check_weighted(loss, name)
+    return weights
+
+
+def _scores(model: Sequential, loss: Loss, outputs: FloatArray, y: Any, prefix: str = "",
+            weights: FloatArray | None = None) -> dict[str, float]:
+    if weights is None:
+        scores = {f"{prefix}loss": copy.copy(loss).forward(outputs, y)}
+    else:
+        scores = {f"{prefix}loss": copy.copy(loss).forward(outputs, y, sample_weight=weights)}
     if is_classification(loss):
         scores[f"{prefix}accuracy"] = accuracy(true_labels(np.asarray(y), loss),
-                                               predicted_labels(outputs, loss))
+                                               predicted_labels(outputs, loss), weights)
     elif outputs.shape[1] >= 1 and np.asarray(y).dtype.kind in "fiu":
-        scores[f"{prefix}mse"] = mean_squared_error(np.asarray(y), outputs)
-        scores[f"{prefix}r2"] = r2_score(np.asarray(y), outputs)
+        scores[f"{prefix}mse"] = mean_squared_error(np.asarray(y), outputs, weights)
+        scores[f"{prefix}r2"] = r2_score(np.asarray(y), outputs, weights)
     return scores
 
 
 def evaluate(model: Sequential, X: Any, y: Any, *, loss: Loss | None = None,
-             batch_size: int = 4096) -> dict[str, float]:
+             batch_size: int = 4096, sample_weight: Any = None) -> dict[str, float]:
     """Score ``model`` on ``(X, y)``.
+
+    Parameters
+    ----------
+    model : Sequential
+        Scored in inference mode.
+    X : array_like or DataFrame, (N, in)
+        Inputs (numeric columns only).
+    y : array_like or Series / DataFrame
+        Targets in a layout the loss accepts (see :func:`fit`).
+    loss : Loss, optional
+        Defaults to ``model.loss``.
+    batch_size : int
+        Rows per forward pass (memory only; the scores do not depend on it).
+    sample_weight : array_like or Series, (N,), optional
+        Finite weights >= 0, not all zero. Every score becomes a weighted mean over the
+        rows: the loss ``Σᵢ wᵢ lᵢ / Σᵢ wᵢ`` (``lᵢ`` row ``i``'s loss), the accuracy
+        ``Σᵢ wᵢ [row i right] / Σᵢ wᵢ``, the MSE and R² as scikit-learn's ``sample_weight``.
 
     Returns
     -------
     dict
-        ``loss`` (the mean over all N samples) and ``accuracy`` for a classification loss, or
-        ``mse`` and ``r2`` for regression.
+        ``loss`` (the mean over all N samples, or the weighted mean) and ``accuracy`` for a
+        classification loss, or ``mse`` and ``r2`` for regression.
     """
     chosen = _resolve_loss(model, loss, "evaluate")
     batch_size = check_positive_int(batch_size, "evaluate batch_size")
     X, y, _ = _check_data(model, X, y, chosen, "evaluate")
+    weights = _weights(sample_weight, chosen, X.shape[0], "evaluate")
     try:  # overflow inside is reported below, not as NumPy RuntimeWarnings
         with np.errstate(over="ignore", invalid="ignore"):
             outputs = _batched_outputs(model, X, None, batch_size)
@@ -264,7 +301,7 @@ def evaluate(model: Sequential, X: Any, y: Any, *, loss: Loss | None = None,
     if not all_finite(outputs):
         raise NonFiniteError(overflow_message("evaluate X", X))
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowed loss is reported below
-        scores = _scores(model, chosen, outputs, y)
+        scores = _scores(model, chosen, outputs, y, weights=weights)
     if not math.isfinite(scores["loss"]):
         raise NonFiniteError(f"evaluate X expects inputs (and y targets) for which the loss is "
                              f"finite, got loss {scores['loss']} (|X| up to "
@@ -302,13 +339,14 @@ def fit(
     optimizer: Optimizer | None = None,
     epochs: int = 10,
     batch_size: int = 32,
-    validation: tuple[Any, Any] | None = None,
+    validation: tuple[Any, ...] | None = None,
     validation_split: float = 0.0,
     shuffle: bool = True,
     seed: np.random.Generator | int | None = None,
     callbacks: Iterable[Callback] = (),
     verbose: int | str = "auto",
     resume: str | Path | None = None,
+    sample_weight: Any = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batch gradient descent.
 
@@ -316,22 +354,25 @@ def fit(
     ----------
     model : Sequential
         Trained in place.
-    X : array_like, (N, in)
+    X : array_like or DataFrame, (N, in)
         Inputs; cast once to the model's dtype (float32 by default), never copied otherwise.
-    y : array_like
+        A DataFrame must have numeric columns only.
+    y : array_like or Series / DataFrame
         Targets in a layout ``loss`` accepts: labels ``(N,)`` or one-hot ``(N, K)`` for the
         categorical losses, ``(N, 1)`` / ``(N,)`` / ``(N, K)`` for the binary ones, ``(N, K)``
-        for mean squared error.
+        (or ``(N,)`` for one output) for mean squared error.
     loss : Loss, optional
         Defaults to ``model.loss``; the model remembers the loss it was trained with.
     optimizer : Optimizer, optional
         Defaults to ``Adam()``.
     epochs, batch_size : int
         Passes over the data, and samples per step (the last batch may be smaller).
-    validation : (X_val, y_val), optional
-        Scored after every epoch (``val_loss``, ``val_accuracy`` / ``val_mse``, ``val_r2``).
+    validation : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
+        Scored after every epoch (``val_loss``, ``val_accuracy`` / ``val_mse``, ``val_r2``),
+        weighted by ``sample_weight_val`` when given.
     validation_split : float
-        Or hold out this fraction of ``(X, y)``, chosen at random from ``seed``.
+        Or hold out this fraction of ``(X, y)`` (and of ``sample_weight``, which then weights
+        the validation scores), chosen at random from ``seed``.
     shuffle : bool
         Visit the samples in a new random order every epoch.
     seed : int or Generator, optional
@@ -346,6 +387,15 @@ def fit(
     resume : path, optional
         A ``ModelCheckpoint`` file: restore weights, optimizer, RNG state and history, and
         continue after its epoch.
+    sample_weight : array_like or Series, (N,), optional
+        Finite weights >= 0, not all zero, one per row of ``X``. Each step minimises the
+        weighted mean of its batch's per-row losses, ``Σᵢ wᵢ lᵢ / Σᵢ wᵢ`` (scikit-learn's
+        ``MLPClassifier`` does the same), so its gradient is row ``i``'s gradient of the plain
+        mean times ``N_b wᵢ / Σ w``; a batch whose weights are all zero takes no step. With
+        full-batch steps an integer weight ``k`` equals repeating the row ``k`` times; with
+        mini-batches it does in expectation. History's ``loss`` and ``accuracy`` (and the
+        validation scores) are weighted means over the rows. The loss must provide per-row
+        values (``Loss._rows``; every built-in does).
 
     Returns
     -------
@@ -360,10 +410,15 @@ def fit(
     if verbose not in (0, 1, 2, "auto"):
         raise JacnetValueError(f"fit verbose expects 0, 1, 2 or 'auto', got {verbose!r}")
     X, y, targets = _check_data(model, X, y, loss, "fit")
+    weights = _weights(sample_weight, loss, X.shape[0], "fit")
+    w_val = None
     if validation is not None:
-        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-            raise JacnetTypeError(f"fit validation expects a pair (X_val, y_val), got {describe(validation)}")
+        if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
+            raise JacnetTypeError(f"fit validation expects a pair (X_val, y_val) or a triple "
+                                  f"(X_val, y_val, sample_weight_val), got {describe(validation)}")
         X_val, y_val, _ = _check_data(model, validation[0], validation[1], loss, "fit validation")
+        if len(validation) == 3:
+            w_val = _weights(validation[2], loss, X_val.shape[0], "fit validation")
     callbacks = list(callbacks)
     for c in callbacks:
         if not isinstance(c, Callback):
@@ -395,6 +450,17 @@ def fit(
         raise JacnetTypeError(f"fit optimizer expects a jacnet Optimizer, got {describe(optimizer)}")
     base_seed = _int_seed(seed)
     train_rows, val_rows = _split(X.shape[0], validation_split, base_seed)
+    train_weight = 0.0
+    if weights is not None:
+        train_weight = float(weights[train_rows].sum())
+        if not train_weight:
+            raise JacnetValueError("fit sample_weight expects a positive weight on at least one "
+                                   "training row, got all zero outside the validation split")
+        if val_rows.size:
+            w_val = weights[val_rows]
+            if not w_val.any():
+                raise JacnetValueError("fit sample_weight expects a positive weight on at least "
+                                       "one validation row, got all zero in the validation split")
     shuffle_rng = np.random.default_rng(np.random.SeedSequence(base_seed).spawn(2)[1])
     if resume is not None:
         shuffle_rng.bit_generator.state = state["shuffle_rng"]
@@ -432,10 +498,11 @@ def fit(
             progress.epoch_begin(epoch)
             started = time.perf_counter()
             order = train_rows[shuffle_rng.permutation(n)] if shuffle else train_rows
-            total, correct = 0.0, 0
+            total, correct = 0.0, 0.0
             for b, s in enumerate(range(0, n, batch_size)):
                 run.batch = b
                 rows = order[s:s + batch_size]
+                wb = None if weights is None else weights[rows]
                 # The one gather of the step; the rows are valid indices, and mode="clip" lets
                 # take write straight into the buffer (mode="raise" would buffer it again).
                 Xb = np.take(X, rows, axis=0, out=batch_buffer[:rows.shape[0]], mode="clip")
@@ -446,40 +513,61 @@ def fit(
                 # finite weights.) The guard reports overflow itself: NumPy's RuntimeWarnings
                 # would only repeat it.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    try:
-                        token = _handed.set(id(Xb))  # handed_over(Xb), without a generator per step
+                    # A batch of zero weights holds no data: no step, as if its rows were not there.
+                    skipped = wb is not None and not wb.any()
+                    if skipped:
+                        value = 0.0
+                    else:
                         try:
-                            out = model.forward(Xb)
-                        finally:
-                            _handed.reset(token)
-                        value = (loss._forward_prepared(out, targets[rows]) if prepared
-                                 else loss.forward(out, y[rows]))
-                        finite = math.isfinite(value)
-                        if finite:
-                            model.backward(loss.backward(), input_grad=False)
-                    except NonFiniteError as exc:
-                        guard.fail(run, f"a value became non-finite ({exc})")
-                    if not finite:
-                        guard.fail(run, f"the loss became {value}")
-                    # Read every step: a layer may write its grads in place or assign new arrays.
-                    optimizer.step(model.params, model.grads)
-                total += value * rows.shape[0]
+                            token = _handed.set(id(Xb))  # handed_over(Xb), no generator per step
+                            try:
+                                out = model.forward(Xb)
+                            finally:
+                                _handed.reset(token)
+                            if wb is not None:
+                                value = (loss._forward_prepared(out, targets[rows], wb) if prepared
+                                         else loss.forward(out, y[rows], sample_weight=wb))
+                            else:
+                                value = (loss._forward_prepared(out, targets[rows]) if prepared
+                                         else loss.forward(out, y[rows]))
+                            finite = math.isfinite(value)
+                            if finite:
+                                model.backward(loss.backward(), input_grad=False)
+                        except NonFiniteError as exc:
+                            guard.fail(run, f"a value became non-finite ({exc})")
+                        if not finite:
+                            guard.fail(run, f"the loss became {value}")
+                        # Read every step: a layer may write its grads in place or assign new
+                        # arrays.
+                        optimizer.step(model.params, model.grads)
                 batch_accuracy = None
-                if labels is not None:
-                    hits = int(np.count_nonzero(predicted_labels(out, loss) == labels[rows]))
-                    correct += hits
-                    batch_accuracy = hits / (rows.shape[0] * label_width)
+                if wb is None:
+                    total += value * rows.shape[0]
+                    if labels is not None:
+                        hits = int(np.count_nonzero(predicted_labels(out, loss) == labels[rows]))
+                        correct += hits
+                        batch_accuracy = hits / (rows.shape[0] * label_width)
+                elif not skipped:
+                    batch_weight = float(wb.sum())
+                    total += value * batch_weight
+                    if labels is not None:
+                        right = predicted_labels(out, loss) == labels[rows]
+                        hits_w = float(wb @ (right if right.ndim == 1 else right.sum(axis=1)))
+                        correct += hits_w
+                        batch_accuracy = hits_w / (batch_weight * label_width)
                 for c in callbacks:
                     c.on_batch_end(b, value, run)
                 progress.batch_end(b, value, batch_accuracy)
-            logs = {"loss": total / n}
+            seen = n if weights is None else train_weight
+            logs = {"loss": total / seen}
             if labels is not None:
-                logs["accuracy"] = correct / (n * label_width)
+                logs["accuracy"] = correct / (seen * label_width)
             if validation is not None:
-                logs.update(_scores(model, loss, _batched_outputs(model, X_val, None, 4096), y_val, "val_"))
+                logs.update(_scores(model, loss, _batched_outputs(model, X_val, None, 4096), y_val,
+                                    "val_", w_val))
             elif val_rows.size:
                 logs.update(_scores(model, loss, _batched_outputs(model, X, val_rows, 4096),
-                                    y[val_rows], "val_"))
+                                    y[val_rows], "val_", w_val))
             logs["lr"] = optimizer.lr
             logs["seconds"] = time.perf_counter() - started
             history.append(epoch, logs)  # before the callbacks, so a checkpoint holds this epoch
