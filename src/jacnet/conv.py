@@ -94,6 +94,15 @@ class _Conv(ShapeKept):
               r"x^{\mathrm{pad}}_{n,\,c,\,t\cdot\mathrm{stride} + \kappa}$"),
         "b": ("∂y[n,o,t]/∂b[p] = δ_op", r"$\partial y_{n,o,t}/\partial b_{p} = \delta_{op}$"),
     }
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "block diagonal over samples (δ_nm), and within a sample one Toeplitz band per pair of "
+             "channels (o, c): the kernel W[o,c,:] repeated along the diagonals, shifted by the "
+             "stride at each output position; zero outside the window",
+        "W": "δ_op: output channel o depends on its own filter only, and each of its rows holds the "
+             "window of x_pad that the filter saw (a row of im2col's cols)",
+        "b": "δ_op: stacked identities over samples and positions; contracting them with dY sums "
+             "over both, db = sum(dY_mat, axis=0)",
+    }
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         # X: δ_nm and the kernel's window, 0 <= s − t·stride + pad < k (the Toeplitz band);

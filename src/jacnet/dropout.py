@@ -43,6 +43,11 @@ class Dropout(ShapeKept):
               r"$\partial y_a/\partial x_b = \delta_{ab}\,m_a$"),
         "X, inference": ("∂y_a/∂x_b = δ_ab", r"$\partial y_a/\partial x_b = \delta_{ab}$"),
     }
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "diagonal: the mask m on the diagonal (0 or 1/(1 − p)); a dropped entry is a computed "
+             "zero, and the mask stays fixed while the Jacobian is checked",
+        "X, inference": "the identity: dropout is off in inference",
+    }
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         return Structure(diagonal=True)  # a dropped entry is a computed zero: m_a = 0

@@ -149,6 +149,10 @@ class Layer:
     #: The letters of the output and the input in labels (``z[0,1]``, ``x[1,2]``).
     symbols: ClassVar[tuple[str, str]] = ("y", "x")
 
+    #: What the structure of each expanded Jacobian means, by ``wrt`` (``"X, inference"`` for
+    #: the inference mode where it differs); ``jacnet jacobian`` prints it.
+    jacobian_notes: ClassVar[dict[str, str]] = {}
+
     def __init__(self) -> None:
         self.params: dict[str, FloatArray] = {}
         self.grads: dict[str, FloatArray] = {}
@@ -368,6 +372,14 @@ class Affine(_Builtin):
         "b": ("∂z_ij/∂b_l = δ_jl", r"$\partial z_{ij}/\partial b_{l} = \delta_{jl}$"),
     }
     symbols: ClassVar[tuple[str, str]] = ("z", "x")
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "block diagonal: sample i's outputs depend only on sample i's inputs (δ_ik), and every "
+             "diagonal block is Wᵀ",
+        "W": "the Kronecker pattern: sample i's row block is x_iᵀ ⊗ I (δ_jl: z_ij depends on column j "
+             "of W only, through x_ik)",
+        "b": "stacked identities, one per sample (δ_jl): contracting them with dZ sums over the batch, "
+             "db = sum(dZ, axis=0)",
+    }
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         # δ_ik (sample), δ_jl (output feature against W's column or b's entry)
@@ -510,6 +522,9 @@ class _Elementwise(_Builtin):
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         return Structure(diagonal=True)  # δ_ik δ_jl
+
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "diagonal: y_ij depends on x_ij only, so the closed form is an element-wise product"}
 
     def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
         return int(np.prod(X_shape)), "dX = dY ⊙ f'(X), one multiply per entry"
@@ -667,6 +682,9 @@ class Softmax(_Builtin):
     formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
         "∂y_ij/∂x_kl = δ_ik y_ij (δ_jl - y_il)",
         r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,y_{ij}\,(\delta_{jl} - y_{il})$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "block diagonal with a dense K×K block diag(y_i) - y_i y_iᵀ per sample: within a sample "
+             "every output depends on every input (the total derivative); across samples, on nothing"}
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         # δ_ik over every axis but the last: a dense K×K block per row

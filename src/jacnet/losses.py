@@ -51,6 +51,11 @@ class Loss:
     #: The letters of the scalar and the prediction in labels (``J``, ``ŷ[0,1]``).
     symbols: ClassVar[tuple[str, str]] = ("J", "ŷ")
 
+    #: What the structure of the gradient means (``jacnet jacobian`` prints it).
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "a loss is a scalar J, so its expanded Jacobian is a single row of N·K entries: the "
+             "gradient itself, laid flat"}
+
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         """A scalar's gradient: every entry is computed (no structural zeros)."""
         return Structure()

@@ -128,6 +128,15 @@ class BatchNorm(ShapeKept):
                   r"$\partial y_{n,f}/\partial \gamma_g = \delta_{fg}\,\hat{x}_{n,f}$"),
         "beta": ("∂y[n,f]/∂β_g = δ_fg", r"$\partial y_{n,f}/\partial \beta_g = \delta_{fg}$"),
     }
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "dense over the batch within each feature (δ_fg only): through the batch mean and "
+             "variance every output of feature f depends on every sample's x[·,f], a dense block "
+             "γ_f/σ_f (I − 1/M − x̂ x̂ᵀ/M) that couples the samples",
+        "X, inference": "diagonal: with the running statistics each output depends on its own "
+                        "input only, γ_f/σ_run,f",
+        "gamma": "δ_fg: each column holds the normalised x̂ of its feature",
+        "beta": "δ_fg: stacked identities; contracting them with dY sums over the batch",
+    }
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         if wrt != "X":
@@ -321,6 +330,12 @@ class LayerNorm(ShapeKept):
         "gamma": ("∂y[r,j]/∂γ_l = δ_jl x̂[r,j]",
                   r"$\partial y_{r,j}/\partial \gamma_l = \delta_{jl}\,\hat{x}_{r,j}$"),
         "beta": ("∂y[r,j]/∂β_l = δ_jl", r"$\partial y_{r,j}/\partial \beta_l = \delta_{jl}$"),
+    }
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "block diagonal over samples (δ_rq) with a dense D×D block per sample: the statistics "
+             "are each sample's own, so samples never mix",
+        "gamma": "δ_jl: each column holds the normalised x̂ of its feature",
+        "beta": "δ_jl: stacked identities; contracting them with dY sums over the batch",
     }
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:

@@ -124,6 +124,10 @@ class _MaxPool(_Pool):
         "∂y[n,c,t]/∂x[m,d,s] = δ_nm δ_cd [s is the largest x of window t]",
         r"$\partial y_{n,c,t}/\partial x_{m,d,s} = \delta_{nm}\,\delta_{cd}\,"
         r"[s = \mathrm{argmax}_{s' \in \mathrm{window}\,t}\, x_{n,c,s'}]$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "a selection matrix: one 1 per row, at the largest entry of the output's window; the "
+             "rest of the window are computed zeros, everything outside it (other windows, channels "
+             "and samples) structural zeros"}
 
     def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
         return (self._positions(X_shape),
@@ -165,6 +169,8 @@ class _AvgPool(_Pool):
         "∂y[n,c,t]/∂x[m,d,s] = δ_nm δ_cd [s in window t] / k",
         r"$\partial y_{n,c,t}/\partial x_{m,d,s} = \delta_{nm}\,\delta_{cd}\,"
         r"[s \in \mathrm{window}\,t]\,/\,k$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "a band per channel: each row holds 1/k over its output's window (δ_nm δ_cd)"}
 
     def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
         K = math.prod(self.kernel_size)
@@ -264,6 +270,8 @@ class GlobalAvgPool(ShapeKept):
     formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
         "∂y[n,c]/∂x[m,d,s] = δ_nm δ_cd / S",
         r"$\partial y_{n,c}/\partial x_{m,d,s} = \delta_{nm}\,\delta_{cd}\,/\,S$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "each output averages its own channel: a row of 1/S per (n, c), zero elsewhere"}
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         return Structure(ties=((0, 0), (1, 1)))  # δ_nm δ_cd
@@ -313,6 +321,8 @@ class Flatten(ShapeKept):
     formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
         "∂y[n,j]/∂x[m,i] = δ_nm [j = flat(i)]",
         r"$\partial y_{n,j}/\partial x_{m,i} = \delta_{nm}\,[j = \mathrm{flat}(i)]$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "the identity: flattening moves values, it computes none"}
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         return Structure(diagonal=True)  # the identity, reshaped
