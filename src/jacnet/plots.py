@@ -365,7 +365,8 @@ def plot_jacobian(
     out = "×".join(str(s) for s in jm.output_shape) or "the scalar J"
     inp = "×".join(str(s) for s in jm.input_shape)
     ax.set_title(title if title is not None else jacobian_formula(module, wrt, math=True), fontsize=11)
-    legend = "" if mask is None else (f"; grey: {int(mask.size - np.count_nonzero(mask))} structural "
+    # On a second line: a long first one would be cut off at the figure's edge.
+    legend = "" if mask is None else (f"\ngrey: {int(mask.size - np.count_nonzero(mask))} structural "
                                       f"zeros, white: computed zeros")
     ax.set_xlabel(f"{type(module).__name__}: {rows} output{'s' if rows != 1 else ''} ({out}) × "
                   f"{cols} inputs ({inp}), {np.count_nonzero(M)} non-zero{legend}", fontsize=8)
