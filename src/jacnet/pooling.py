@@ -328,7 +328,7 @@ class Flatten(ShapeKept):
         return Structure(diagonal=True)  # the identity, reshaped
 
     def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
-        return math.prod(X_shape), "dX = dY reshaped, no arithmetic: one copy per entry"
+        return math.prod(X_shape), "dX = dY reshaped, no arithmetic, one copy per entry"
 
     input_ndim = (2, 3, 4, 5)
 
