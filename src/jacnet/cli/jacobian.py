@@ -446,8 +446,9 @@ def realistic(module: Layer | Loss, X_shape: tuple[int, ...], Y_shape: tuple[int
         setting, layer = f"N = {N} samples of K = 256 hidden features", module
         X_big = Y_big = (N, 256)
     else:
-        setting, layer = f"N = {N} samples through the same {module!r}", module
-        X_big, Y_big = (N, *X_shape[1:]), (N, *Y_shape[1:])
+        layer, X_big = _realistic_layer(module, X_shape)
+        Y_big = _output_shape(layer, X_big)
+        setting = f"N = {N} samples of shape {X_big[1:]} through {layer!r}"
     A_big = X_big if wrt == "X" else tuple(layer.params[wrt].shape)
     structure = layer.jacobian_structure(wrt, X_big)
     cost = layer.backward_cost(wrt, X_big)
@@ -457,6 +458,33 @@ def realistic(module: Layer | Loss, X_shape: tuple[int, ...], Y_shape: tuple[int
     if isinstance(module, Softmax):  # the lecture's wording
         text = "dX = Y ⊙ (dY - sum(dY ⊙ Y, axis=1)), about 4·N·K operations"
     return Scale(setting, rows, cols, nonzeros, closed, text)
+
+
+#: Channels (or features) and spatial sizes of the realistic size: a hidden layer of a small
+#: CNN on MNIST-1D's length 40, or on 16 × 16 feature maps; 256 features for an (N, K) input.
+REALISTIC_CHANNELS, REALISTIC_SPATIAL, REALISTIC_FEATURES = 32, {3: 40, 4: 16}, 256
+
+
+def _realistic_layer(module: Layer, X_shape: tuple[int, ...]) -> tuple[Layer, tuple[int, ...]]:
+    """The same kind of layer at a realistic width, from its ``config()`` (channels and
+    features scaled, kernel, stride and padding kept), with the input shape at batch 128."""
+    N, config = REALISTIC_BATCH, module.config()
+    if len(X_shape) == 2:
+        shape: tuple[int, ...] = (N, REALISTIC_FEATURES)
+    else:
+        side = max(REALISTIC_SPATIAL.get(len(X_shape), 16), *X_shape[2:])
+        shape = (N, REALISTIC_CHANNELS, *(side,) * (len(X_shape) - 2))
+    changed = dict(config)
+    for key in ("in_channels", "out_channels", "num_features"):
+        if key in config:
+            changed[key] = shape[1]
+    if isinstance(config.get("normalized_shape"), int):
+        changed["normalized_shape"] = shape[-1]
+    if changed == config:
+        return module, shape
+    layer = type(module).from_config(changed)
+    layer.train(module.training)
+    return layer, shape
 
 
 NETWORK_STRUCTURE = ("the chain rule over the layers: each layer's expanded Jacobian contracted with the "
@@ -623,7 +651,7 @@ def run(args: argparse.Namespace) -> int:
     scale = realistic(module, tuple(X.shape), jm.output_shape, ex.wrt)
     big = scale.rows * scale.cols
     say("")
-    say(f"At a realistic size, {scale.setting}:")
+    say(textwrap.fill(f"At a realistic size, {scale.setting}:", width=100, subsequent_indent="  "))
     if isinstance(module, Loss):
         say(f"  the loss's expanded Jacobian is its gradient: {big:,} entries, "
             f"{_gb(big * BYTES)} in float32;")
@@ -633,8 +661,9 @@ def run(args: argparse.Namespace) -> int:
             f"{_gb(big * BYTES)} in float32,")
         say(f"    of which {scale.nonzeros:,} are non-zero ({_percent(scale.nonzeros, big)})")
         say(f"  contracting it with the upstream gradient: {big:,} multiply-adds")
-        say(f"  the closed form, {scale.closed_form_text}: {scale.closed_form:,},")
-        say(f"    {big / scale.closed_form:,.0f}× fewer, and no Jacobian in memory")
+        say(textwrap.fill(f"the closed form, {scale.closed_form_text}: {scale.closed_form:,}, "
+                          f"{big / scale.closed_form:,.0f}× fewer, and no Jacobian in memory", width=100,
+                          initial_indent="  ", subsequent_indent="    "))
     _plot(args, ex, rows, cols, say)
     return 0
 
