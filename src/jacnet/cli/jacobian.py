@@ -1,10 +1,13 @@
 """``jacnet jacobian``: see an expanded Jacobian, its structure, and why nobody materialises it.
 
-For a small random batch the command builds ``∂Y/∂A`` with :func:`jacnet.expanded_jacobian`,
-prints it as a labelled ``(N·out) × (N·in)`` matrix (zeros as ``.``), shows that the closed-form
-backward equals the Jacobian contracted with a random upstream gradient, and counts what the
-same Jacobian would cost at a realistic size against the multiply-adds of the closed form.
-With ``--model FILE`` the module is a saved network and the Jacobian its chain over the layers.
+KIND is any layer or loss in :mod:`jacnet.registry`; the command knows no list of its own.
+For a small random batch (a layer's input shape from its class's ``example``, resized by the
+options) it builds ``∂Y/∂A`` with :func:`jacnet.expanded_jacobian`, prints it as a labelled
+``(outputs) × (inputs)`` matrix (structural zeros as ``.``, computed ones as ``0``), shows that
+the closed-form backward equals the Jacobian contracted with a random upstream gradient, and
+counts entries, structural zeros (the class's ``jacobian_structure``) and the closed form's
+operations (its ``backward_cost``), here and at a realistic size. With ``--model FILE`` the
+module is a saved network and the Jacobian its chain over the layers.
 """
 
 from __future__ import annotations
@@ -65,10 +68,11 @@ def add_parsers(sub: Any) -> None:
         "jacobian",
         help="print (and plot) the expanded Jacobian of a layer or loss",
         description=(
-            "Materialise the expanded Jacobian of a layer or loss for a small random batch, print\n"
-            "it as a labelled (N·out) × (N·in) matrix, show that the closed-form backward equals\n"
-            "the Jacobian contracted with a random upstream gradient, and count what it would\n"
-            "cost at a realistic size. With --model FILE instead of KIND: a saved network's\n"
+            "Materialise the expanded Jacobian of any registered layer or loss for a small random\n"
+            "batch, print it as a labelled (outputs) × (inputs) matrix, show that the closed-form\n"
+            "backward equals the Jacobian contracted with a random upstream gradient, count its\n"
+            "entries, its structural zeros and the closed form's operations, here and at a\n"
+            "realistic size. With --model FILE instead of KIND: a saved network's\n"
             "Jacobian, the chain rule over its layers (one trained here, or converted with\n"
             "jacnet.export.from_torch and saved with jacnet.save)."
         ),
@@ -90,7 +94,8 @@ def add_parsers(sub: Any) -> None:
     parser.add_argument("--batch", type=count, metavar="N",
                         help="batch size (default: 2; for a layer beyond the lecture's, its example's)")
     parser.add_argument("--features", type=count, metavar="K",
-                        help="features of an activation, classes of a loss (default: 3)")
+                        help="features of an (N, K) input (activations, softmax, batchnorm, layernorm, "
+                             "dropout), classes of a loss (default: 3)")
     parser.add_argument("--in", dest="n_in", type=count, metavar="I",
                         help="affine: input features (default: 3)")
     parser.add_argument("--out", dest="n_out", type=count, metavar="O",
@@ -98,7 +103,8 @@ def add_parsers(sub: Any) -> None:
     parser.add_argument("--channels", type=count, metavar="C",
                         help="a layer on (N, C, L) or (N, C, H, W) input: its channels C")
     parser.add_argument("--length", type=count, metavar="L",
-                        help="... its length L (1-D) or height and width (2-D)")
+                        help="a layer on (N, C, L) or (N, C, H, W) input: its length L, or its height "
+                             "and width")
     parser.add_argument("--kernel", type=count, metavar="K", help="conv, pooling: kernel size")
     parser.add_argument("--stride", type=count, metavar="S", help="conv, pooling: stride")
     parser.add_argument("--padding", type=int_at_least(0), metavar="P", help="conv, pooling: padding")
