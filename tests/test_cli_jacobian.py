@@ -150,6 +150,8 @@ def test_oversized_requests_are_refused_before_anything_is_built(
     monkeypatch.setattr(command, "expanded_jacobian", never)
     monkeypatch.setattr(command, "jacobian_matrix", never)
     for args in (["conv2d", "--batch", "50", "--length", "20"],
+                 ["affine", "--in", "100000", "--out", "100000", "--wrt", "W"],
+                 ["conv1d", "--channels", "5000", "--out", "5000", "--length", "3"],
                  ["conv1d", "--batch", "64", "--channels", "16", "--length", "64"],
                  ["batchnorm", "--batch", "3000", "--features", "2"],
                  ["softmax", "--batch", "100", "--features", "100"]):

@@ -176,6 +176,8 @@ def build_layer(args: argparse.Namespace) -> tuple[Layer, tuple[int, ...]]:
         n_in = args.n_in if args.n_in is not None else 3
         n_out = args.n_out if args.n_out is not None else 2
         N = N if N is not None else 2
+        shapes = {"X": (N, n_in), "W": (n_in, n_out), "b": (n_out,)}
+        check_jacobian_size((N, n_out), shapes.get(args.wrt, (N, n_in)), "jacnet jacobian")
         return Affine(n_in, n_out, init="zeros", dtype=np.float64), (N, n_in)
     if args.n_in is not None:
         raise JacnetValueError(f"jacnet jacobian --in expects affine, got {kind}; use --features "
@@ -214,6 +216,10 @@ def build_layer(args: argparse.Namespace) -> tuple[Layer, tuple[int, ...]]:
             raise JacnetValueError(f"jacnet jacobian {flag} expects a layer with {key} "
                                    f"({', '.join(_takes(key))}), got {kind}")
         changed[key] = value
+    # Nothing as large as the limit is allocated: the input, then each parameter, by its shape.
+    check_jacobian_size((1,), tuple(shape), "jacnet jacobian")
+    for param_shape, _ in cls.param_shapes(changed).values():
+        check_jacobian_size((1,), tuple(param_shape), "jacnet jacobian")
     if changed != config:
         layer = cls.from_config(changed)
         side = _side_rng(args)
