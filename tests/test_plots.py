@@ -244,3 +244,108 @@ def test_jacobian_command_prints_computed_zeros_as_0_and_structural_ones_as_dots
         assert cells[r] in ("1.0000", "0")
         assert all(c == "." for k, c in enumerate(cells) if k != r)
     assert "0" in [cells[r] for r, cells in enumerate(rows)]
+
+
+# Formulas and structure from the classes ------------------------------------------------------
+
+
+def _registered_examples() -> list[tuple[str, object, np.ndarray, object]]:
+    """(kind, module, input, target) for every registered layer (training and inference) and loss."""
+    from jacnet.registry import LAYERS, LOSSES
+
+    cases: list[tuple[str, object, np.ndarray, object]] = []
+    for kind, cls in LAYERS.items():
+        for training in (True, False):
+            layer, X = cls.example(np.random.default_rng(1), np.float64)
+            layer.train(training)
+            cases.append((f"{kind}-{'train' if training else 'eval'}", layer, X, None))
+    for kind, cls in LOSSES.items():
+        loss, pred, target = cls.example(np.random.default_rng(1), np.float64)
+        cases.append((kind, loss, pred, target))
+    return cases
+
+
+def test_plots_name_no_class() -> None:
+    # Formulas, structures and letters come from the classes: plots.py imports none of them.
+    import jacnet.plots as plots
+    from jacnet.registry import LAYERS, LOSSES
+
+    source = Path(plots.__file__).read_text(encoding="utf-8")
+    assert "from jacnet.layers import" not in source and "FORMULAS" not in source
+    for cls in (*LAYERS.values(), *LOSSES.values()):
+        assert f"isinstance(module, {cls.__name__}" not in source, cls.__name__
+        assert f"({cls.__name__}, " not in source, cls.__name__
+
+
+def test_every_registered_class_states_a_formula_for_each_wrt() -> None:
+    from matplotlib.mathtext import MathTextParser
+
+    parser = MathTextParser("agg")
+    for name, module, _, _ in _registered_examples():
+        wrts = ("X", *getattr(module, "params", {}))
+        for wrt in wrts:
+            assert wrt in type(module).formulas, f"{name} has no formula for {wrt}"
+            plain, math = type(module).formulas[wrt]
+            assert plain.startswith("∂") and "=" in plain, (name, plain)
+            assert math.startswith("$") and math.endswith("$"), (name, math)
+            parser.parse(math, dpi=72)  # the title renders
+            assert jacobian_formula(module, wrt) in (plain, *(
+                v[0] for k, v in type(module).formulas.items() if k == f"{wrt}, inference"))
+            assert jacobian_formula(module, wrt, math=True).startswith("$")
+
+
+@pytest.mark.parametrize("case", _registered_examples(), ids=lambda c: c[0])
+def test_structural_mask_of_every_registered_class_holds_every_non_zero(case: tuple) -> None:
+    from jacnet.plots import structural_mask
+
+    name, module, X, target = case
+    for wrt in ("X", *getattr(module, "params", {})):
+        jm = jacobian_matrix(module, X, wrt=wrt, target=target)
+        assert jm.structure is not None, name
+        assert jm.structure.shape == jm.matrix.shape
+        assert not jm.matrix[~jm.structure].any(), f"{name} {wrt}: a non-zero off the structure"
+        # the count from the shapes alone equals the mask's
+        structure = module.jacobian_structure(wrt, X.shape)
+        assert structure.count(jm.output_shape, jm.input_shape) == int(jm.structure.sum())
+        again = structural_mask(module, wrt, jm.output_shape, jm.input_shape, X_shape=X.shape)
+        np.testing.assert_array_equal(again, jm.structure)
+
+
+def test_conv1d_mask_is_the_toeplitz_band_and_its_plot_greys_the_rest() -> None:
+    conv = jacnet.Conv1D(2, 2, 3, padding=1, rng=0, dtype=np.float64)
+    X = np.random.default_rng(0).standard_normal((2, 2, 8))
+    jm = jacobian_matrix(conv, X)
+    assert jm.matrix.shape == (32, 32) and (jm.row_block, jm.col_block) == (16, 16)
+    assert (jm.row_subblock, jm.col_subblock) == (8, 8)
+    S = jm.structure.reshape(2, 2, 8, 2, 2, 8)
+    t, s = np.indices((8, 8))
+    band = np.abs(s - t) <= 1
+    for n in range(2):
+        for m in range(2):
+            for o in range(2):
+                for c in range(2):
+                    np.testing.assert_array_equal(S[n, o, :, m, c, :], band & (n == m))
+    fig = plot_jacobian(conv, X)
+    assert np.ma.count_masked(fig.axes[0].images[0].get_array()) == 32 * 32 - 8 * 22
+    assert "δ" not in fig.axes[0].get_title() and "delta" in fig.axes[0].get_title()
+
+
+def test_batchnorm_mask_couples_the_batch_in_training_only() -> None:
+    bn, X = jacnet.BatchNorm.example(np.random.default_rng(0), np.float64)  # (4, 3)
+    train = jacobian_matrix(bn, X).structure
+    np.testing.assert_array_equal(train, np.kron(np.ones((4, 4)), np.eye(3)).astype(bool))
+    bn.eval()
+    np.testing.assert_array_equal(jacobian_matrix(bn, X).structure, np.eye(12, dtype=bool))
+    assert "run" in jacobian_formula(bn, "X")
+    gamma = jacobian_matrix(bn.train(), X, wrt="gamma").structure
+    np.testing.assert_array_equal(gamma, np.tile(np.eye(3, dtype=bool), (4, 1)))
+
+
+def test_maxpool_heatmap_picks_one_entry_per_window() -> None:
+    pool = jacnet.MaxPool1D(2)
+    X = np.array([[[1.0, 3.0, 2.0, 0.5, -1.0, 4.0]]])
+    fig = plot_jacobian(pool, X)
+    shown = fig.axes[0].images[0].get_array()
+    data, masked = np.ma.getdata(shown), np.ma.getmaskarray(shown)
+    assert (~masked).sum() == 6  # the three windows of two entries
+    assert data[~masked].tolist() == [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]  # winners 1, losers white 0

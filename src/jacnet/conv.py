@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import string
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -44,6 +44,7 @@ from jacnet._validation import FloatArray, as_rng, check_jacobian_size, check_po
 from jacnet.errors import JacnetValueError, ShapeError
 from jacnet.layers import INITS, Layer, _float_dtype, is_recording
 from jacnet.registry import register_layer
+from jacnet.structure import Band, Structure
 
 __all__ = ["Conv1D", "Conv2D"]
 
@@ -83,6 +84,53 @@ class _Conv(ShapeKept):
 
     #: Number of spatial axes.
     spatial_ndim = 1
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {
+        "X": ("∂y[n,o,t]/∂x[m,c,s] = δ_nm W[o,c,s−t·stride+pad]",
+              r"$\partial y_{n,o,t}/\partial x_{m,c,s} = \delta_{nm}\,"
+              r"W_{o,\,c,\,s - t\cdot\mathrm{stride} + \mathrm{pad}}$"),
+        "W": ("∂y[n,o,t]/∂W[p,c,κ] = δ_op x_pad[n,c,t·stride+κ]",
+              r"$\partial y_{n,o,t}/\partial W_{p,c,\kappa} = \delta_{op}\,"
+              r"x^{\mathrm{pad}}_{n,\,c,\,t\cdot\mathrm{stride} + \kappa}$"),
+        "b": ("∂y[n,o,t]/∂b[p] = δ_op", r"$\partial y_{n,o,t}/\partial b_{p} = \delta_{op}$"),
+    }
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "block diagonal over samples (δ_nm), and within a sample one Toeplitz band per pair of "
+             "channels (o, c): the kernel W[o,c,:] repeated along the diagonals, shifted by the "
+             "stride at each output position; zero outside the window",
+        "W": "δ_op: output channel o depends on its own filter only, and each of its rows holds the "
+             "window of x_pad that the filter saw (a row of im2col's cols)",
+        "b": "δ_op: stacked identities over samples and positions; contracting them with dY sums "
+             "over both, db = sum(dY_mat, axis=0)",
+    }
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        # X: δ_nm and the kernel's window, 0 <= s − t·stride + pad < k (the Toeplitz band);
+        # W: δ_op and x_pad inside X, 0 <= t·stride + κ − pad < L; b: δ_op.
+        axes = range(self.spatial_ndim)
+        if wrt == "X":
+            return Structure(ties=((0, 0),), bands=tuple(
+                Band(2 + i, 2 + i, self.stride[i], self.padding[i], self.kernel_size[i])
+                for i in axes))
+        if wrt == "W":
+            return Structure(ties=((1, 0),), bands=tuple(
+                Band(2 + i, 2 + i, -self.stride[i], -self.padding[i], X_shape[2 + i])
+                for i in axes))
+        return Structure(ties=((1, 0),))
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        out = output_sizes(type(self).__name__, X_shape[2:], self.kernel_size, self.stride,
+                           self.padding)
+        N, O, C = X_shape[0], self.out_channels, self.in_channels  # noqa: E741
+        T, K = math.prod(out), math.prod(self.kernel_size)
+        where, k = ("L_out", "k") if self.spatial_ndim == 1 else ("H_out·W_out", "kh·kw")
+        if wrt == "X":
+            return N * T * O * K * C, (f"dcols = dY_mat W_matᵀ (dA = dC Bᵀ) then col2im, "
+                                       f"N·{where}·O·C·{k} multiply-adds")
+        if wrt == "W":
+            return N * T * O * K * C, (f"dW_mat = colsᵀ dY_mat (dB = Aᵀ dC), N·O·{where}·C·{k} "
+                                       "multiply-adds")
+        return N * O * T, f"db = sum(dY_mat, axis=0), N·O·{where} additions"
 
     def __init__(
         self,

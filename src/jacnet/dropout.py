@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -11,6 +12,7 @@ from jacnet._spatial import ShapeKept
 from jacnet._validation import FloatArray, as_rng, check_jacobian_size, check_real
 from jacnet.layers import Layer, is_recording
 from jacnet.registry import register_layer
+from jacnet.structure import Structure
 
 __all__ = ["Dropout"]
 
@@ -35,6 +37,23 @@ class Dropout(ShapeKept):
     After :meth:`fix_randomness` forward reuses the last mask (for an input of the same
     shape), so finite differences and :meth:`jacobian` see one function.
     """
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {
+        "X": ("∂y_a/∂x_b = δ_ab m_a (the mask m fixed)",
+              r"$\partial y_a/\partial x_b = \delta_{ab}\,m_a$"),
+        "X, inference": ("∂y_a/∂x_b = δ_ab", r"$\partial y_a/\partial x_b = \delta_{ab}$"),
+    }
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "diagonal: the mask m on the diagonal (0 or 1/(1 − p)); a dropped entry is a computed "
+             "zero, and the mask stays fixed while the Jacobian is checked",
+        "X, inference": "the identity: dropout is off in inference",
+    }
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        return Structure(diagonal=True)  # a dropped entry is a computed zero: m_a = 0
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        return math.prod(X_shape), "dX = dY ⊙ m, one multiply per entry"
 
     input_ndim = (2, 3, 4, 5)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -45,6 +45,7 @@ from jacnet._validation import (
 )
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.registry import register_layer
+from jacnet.structure import Structure
 
 __all__ = ["Affine", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "handed_over",
            "inference_mode", "is_recording"]
@@ -147,6 +148,17 @@ class Layer:
 
     #: Ranks of ``X`` the layer accepts (the batch axis included).
     input_ndim: tuple[int, ...] = (2,)
+
+    #: The per-entry formula of each expanded Jacobian, by ``wrt``: (plain text, matplotlib
+    #: mathtext). The plots' titles and ``jacnet jacobian`` read it.
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    #: The letters of the output and the input in labels (``z[0,1]``, ``x[1,2]``).
+    symbols: ClassVar[tuple[str, str]] = ("y", "x")
+
+    #: What the structure of each expanded Jacobian means, by ``wrt`` (``"X, inference"`` for
+    #: the inference mode where it differs); ``jacnet jacobian`` prints it.
+    jacobian_notes: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         self.params: dict[str, FloatArray] = {}
@@ -251,6 +263,16 @@ class Layer:
         """A small instance and a random input away from kinks (what ``jacnet check`` runs)."""
         raise NotImplementedError(f"{cls.__name__} does not provide example(rng, dtype)")
 
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        """Where ``jacobian(X, wrt)`` can be non-zero for an ``X`` of ``X_shape``, read off the
+        deltas of the formula (see :mod:`jacnet.structure`); ``None`` when not known."""
+        return None
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        """Operations of the closed-form backward for ``wrt`` on an ``X`` of ``X_shape``, and
+        the formula counted (``jacnet jacobian`` compares it with the Jacobian's size)."""
+        return None
+
     @property
     def n_params(self) -> int:
         """Number of trainable scalars."""
@@ -353,6 +375,33 @@ class Affine(_Builtin):
     - ``dW = Xᵀ dZ``           ``(in, out)``
     - ``db = sum(dZ, axis=0)`` ``(out,)``
     """
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {
+        "X": ("∂z_ij/∂x_kl = δ_ik w_lj", r"$\partial z_{ij}/\partial x_{kl} = \delta_{ik}\,w_{lj}$"),
+        "W": ("∂z_ij/∂w_kl = x_ik δ_jl", r"$\partial z_{ij}/\partial w_{kl} = x_{ik}\,\delta_{jl}$"),
+        "b": ("∂z_ij/∂b_l = δ_jl", r"$\partial z_{ij}/\partial b_{l} = \delta_{jl}$"),
+    }
+    symbols: ClassVar[tuple[str, str]] = ("z", "x")
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "block diagonal: sample i's outputs depend only on sample i's inputs (δ_ik), and every "
+             "diagonal block is Wᵀ",
+        "W": "the Kronecker pattern: sample i's row block is x_iᵀ ⊗ I (δ_jl: z_ij depends on column j "
+             "of W only, through x_ik)",
+        "b": "stacked identities, one per sample (δ_jl): contracting them with dZ sums over the batch, "
+             "db = sum(dZ, axis=0)",
+    }
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        # δ_ik (sample), δ_jl (output feature against W's column or b's entry)
+        return Structure(ties=({"X": (0, 0), "W": (1, 1)}.get(wrt, (1, 0)),))
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        N, n_out = X_shape[0], self.out_features
+        if wrt == "X":
+            return N * n_out * self.in_features, "dX = dZ Wᵀ, N·out·in multiply-adds"
+        if wrt == "W":
+            return N * self.in_features * n_out, "dW = Xᵀ dZ, N·in·out multiply-adds"
+        return N * n_out, "db = sum(dZ, axis=0), N·out additions"
 
     def __init__(
         self,
@@ -482,6 +531,15 @@ class _Elementwise(_Builtin):
     product, ``dX = dY ⊙ D``; the expanded Jacobian is diagonal, ``f'(x)`` on the diagonal.
     """
 
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        return Structure(diagonal=True)  # δ_ik δ_jl
+
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "diagonal: y_ij depends on x_ij only, so the closed form is an element-wise product"}
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        return int(np.prod(X_shape)), "dX = dY ⊙ f'(X), one multiply per entry"
+
     input_ndim = (1, 2, 3, 4, 5)
 
     def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
@@ -522,6 +580,10 @@ class _Elementwise(_Builtin):
 class ReLU(_Elementwise):
     """``y = max(x, 0)``; backward ``dX = dY ⊙ [x > 0]`` (the subgradient 0 at ``x = 0``)."""
 
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y_ij/∂x_kl = δ_ik δ_jl [x_ij > 0]",
+        r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,[x_{ij} > 0]$")}
+
     def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
         # y = x ⊙ [x > 0] with the 0/1 mask in X's dtype, kept for backward: on float32 the
         # mask and a multiply cost less than np.maximum and backward's own comparison.
@@ -535,6 +597,11 @@ class ReLU(_Elementwise):
 @register_layer("leaky_relu")
 class LeakyReLU(_Elementwise):
     """``y = x`` for ``x > 0``, else ``negative_slope · x``; ``dX = dY ⊙ (1 or slope)``."""
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y_ij/∂x_kl = δ_ik δ_jl (1 if x_ij > 0 else α)",
+        r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,"
+        r"(1 \;\mathrm{if}\; x_{ij} > 0 \;\mathrm{else}\; \alpha)$")}
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -575,6 +642,10 @@ def sigmoid(X: FloatArray) -> FloatArray:
 class Sigmoid(_Elementwise):
     """``y = σ(x)``; backward ``dX = dY ⊙ y(1 - y)``."""
 
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y_ij/∂x_kl = δ_ik δ_jl y_ij (1 - y_ij)",
+        r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,y_{ij}(1 - y_{ij})$")}
+
     def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
         Y = sigmoid(X)
         return Y, (Y * (1 - Y) if derivative else None)
@@ -587,6 +658,10 @@ class Sigmoid(_Elementwise):
 @register_layer("tanh")
 class Tanh(_Elementwise):
     """``y = tanh(x)``; backward ``dX = dY ⊙ (1 - y²)``."""
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y_ij/∂x_kl = δ_ik δ_jl (1 - y_ij²)",
+        r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,(1 - y_{ij}^2)$")}
 
     def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
         Y = np.tanh(X)
@@ -614,6 +689,21 @@ class Softmax(_Builtin):
 
         dL = Ŷ ⊙ (dŶ - sum(dŶ ⊙ Ŷ, axis=-1))
     """
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y_ij/∂x_kl = δ_ik y_ij (δ_jl - y_il)",
+        r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,y_{ij}\,(\delta_{jl} - y_{il})$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "block diagonal with a dense K×K block diag(y_i) - y_i y_iᵀ per sample: within a sample "
+             "every output depends on every input (the total derivative); across samples, on nothing"}
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        # δ_ik over every axis but the last: a dense K×K block per row
+        return Structure(ties=tuple((a, a) for a in range(len(X_shape) - 1)))
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        return (4 * int(np.prod(X_shape)),
+                "dX = Y ⊙ (dY - sum(dY ⊙ Y, axis=1)), about 4·N·K operations")
 
     input_ndim = (2, 3, 4, 5)
 

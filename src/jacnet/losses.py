@@ -17,7 +17,7 @@ are exact for every finite logit. Prefer them for training.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -32,6 +32,7 @@ from jacnet._validation import (
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.layers import BATCH, is_recording, private, sigmoid, softmax
 from jacnet.registry import register_loss
+from jacnet.structure import Structure
 
 __all__ = [
     "BinaryCrossEntropy",
@@ -56,6 +57,25 @@ class Loss:
     ``Σᵢ wᵢ lᵢ / Σᵢ wᵢ``, and its gradient is ``_gradient``'s row ``i`` times ``N wᵢ / Σ w``
     (exact for a mean of per-row terms). A loss without ``_rows`` refuses weights.
     """
+
+    #: The per-entry formula of the gradient ``∂J/∂ŷ`` (key ``"X"``): (plain text, mathtext).
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    #: The letters of the scalar and the prediction in labels (``J``, ``ŷ[0,1]``).
+    symbols: ClassVar[tuple[str, str]] = ("J", "ŷ")
+
+    #: What the structure of the gradient means (``jacnet jacobian`` prints it).
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "a loss is a scalar J, so its expanded Jacobian is a single row of N·K entries: the "
+             "gradient itself, laid flat"}
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        """A scalar's gradient: every entry is computed (no structural zeros)."""
+        return Structure()
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        """The gradient formula, a few operations per entry of the prediction."""
+        return int(np.prod(X_shape)), "the gradient formula, a few operations per entry"
 
     def __init__(self) -> None:
         self._pred: FloatArray | None = None
@@ -295,6 +315,10 @@ class _BinaryTargets(Loss):
 class MeanSquaredError(Loss):
     """``J = 1/N Σᵢ Σₖ (y_ik - ŷ_ik)²``; gradient ``dŶ = -2/N (Y - Ŷ)``, shape ``(N, K)``."""
 
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂J/∂ŷ_ij = -2/N (y_ij - ŷ_ij)",
+        r"$\partial J/\partial \hat{y}_{ij} = -\frac{2}{N}(y_{ij} - \hat{y}_{ij})$")}
+
     def _value(self, P: FloatArray, T: FloatArray) -> float:
         D = T - P
         return float(np.vdot(D, D)) / P.shape[0]
@@ -318,6 +342,11 @@ class BinaryCrossEntropy(_ProbabilityPred, _BinaryTargets):
     Gradient ``dŶ = 1/N (Ŷ - Y) / (Ŷ (1 - Ŷ))``, shape ``(N, K)``. ``Ŷ`` is clipped to
     ``[ε, 1 - ε]`` (see the module's clipping policy).
     """
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂J/∂ŷ_ij = 1/N (ŷ_ij - y_ij) / (ŷ_ij (1 - ŷ_ij))",
+        r"$\partial J/\partial \hat{y}_{ij} = \frac{1}{N}\,"
+        r"\frac{\hat{y}_{ij} - y_{ij}}{\hat{y}_{ij}(1 - \hat{y}_{ij})}$")}
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
         return -float(np.sum(self._log_likelihoods(P, T))) / P.shape[0]
@@ -348,6 +377,10 @@ class CategoricalCrossEntropy(_ProbabilityPred, _ClassTargets):
     clipping policy). Targets are one-hot ``(N, K)`` or labels ``(N,)``.
     """
 
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂J/∂ŷ_ij = -1/N y_ij / ŷ_ij",
+        r"$\partial J/\partial \hat{y}_{ij} = -\frac{1}{N}\,\frac{y_{ij}}{\hat{y}_{ij}}$")}
+
     def _value(self, P: FloatArray, T: FloatArray) -> float:
         return -float(np.sum(T * np.log(_clip_probabilities(P)))) / P.shape[0]
 
@@ -374,6 +407,11 @@ class SoftmaxCrossEntropy(_ClassTargets):
     logits). Through the softmax Jacobian the CCE gradient collapses (the lecture's total
     derivative) to ``dL = -1/N (Y - Ŷ)`` with ``Ŷ = softmax(L)``.
     """
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂J/∂l_ij = -1/N (y_ij - ŷ_ij)",
+        r"$\partial J/\partial l_{ij} = -\frac{1}{N}(y_{ij} - \hat{y}_{ij})$")}
+    symbols: ClassVar[tuple[str, str]] = ("J", "l")
 
     def __init__(self) -> None:
         super().__init__()
@@ -435,6 +473,11 @@ class SigmoidBinaryCrossEntropy(_BinaryTargets):
     ``J = 1/N Σᵢ Σₖ [max(z, 0) - z y + log1p(exp(-|z|))]``, exact for any finite logit;
     gradient ``dZ = 1/N (σ(Z) - Y)``.
     """
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂J/∂z_ij = 1/N (σ(z_ij) - y_ij)",
+        r"$\partial J/\partial z_{ij} = \frac{1}{N}(\sigma(z_{ij}) - y_{ij})$")}
+    symbols: ClassVar[tuple[str, str]] = ("J", "z")
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
         return float(np.sum(self._terms(P, T))) / P.shape[0]

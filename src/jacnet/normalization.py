@@ -17,7 +17,7 @@ which no per-sample picture shows. Contracting with ``dY`` gives the closed form
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -33,6 +33,7 @@ from jacnet._validation import (
 from jacnet.errors import JacnetTypeError, ShapeError
 from jacnet.layers import Layer, _float_dtype, is_recording
 from jacnet.registry import register_layer
+from jacnet.structure import Structure
 
 __all__ = ["BatchNorm", "LayerNorm"]
 
@@ -123,6 +124,43 @@ class BatchNorm(ShapeKept):
     Inference (``training=False``): the running statistics, ``x̂ = (x − μ_run)/σ_run``; each
     output depends on its own input only, ``dX = γ dY / σ_run``.
     """
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {
+        "X": ("∂y[n,f]/∂x[m,g] = δ_fg γ_f (δ_nm − 1/M − x̂[n,f] x̂[m,f]/M) / σ_f",
+              r"$\partial y_{n,f}/\partial x_{m,g} = \delta_{fg}\,\gamma_f\,"
+              r"(\delta_{nm} - \frac{1}{M} - \frac{\hat{x}_{n,f}\,\hat{x}_{m,f}}{M})\,/\,\sigma_f$"),
+        "X, inference": ("∂y[n,f]/∂x[m,g] = δ_nm δ_fg γ_f / σ_run,f",
+                         r"$\partial y_{n,f}/\partial x_{m,g} = \delta_{nm}\,\delta_{fg}\,"
+                         r"\gamma_f\,/\,\sigma^{\mathrm{run}}_f$"),
+        "gamma": ("∂y[n,f]/∂γ_g = δ_fg x̂[n,f]",
+                  r"$\partial y_{n,f}/\partial \gamma_g = \delta_{fg}\,\hat{x}_{n,f}$"),
+        "beta": ("∂y[n,f]/∂β_g = δ_fg", r"$\partial y_{n,f}/\partial \beta_g = \delta_{fg}$"),
+    }
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "dense over the batch within each feature (δ_fg only): through the batch mean and "
+             "variance every output of feature f depends on every sample's x[·,f], a dense block "
+             "γ_f/σ_f (I − 1/M − x̂ x̂ᵀ/M) that couples the samples",
+        "X, inference": "diagonal: with the running statistics each output depends on its own "
+                        "input only, γ_f/σ_run,f",
+        "gamma": "δ_fg: each column holds the normalised x̂ of its feature",
+        "beta": "δ_fg: stacked identities; contracting them with dY sums over the batch",
+    }
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        if wrt != "X":
+            return Structure(ties=((1, 0),))  # δ_fg
+        # Training: δ_fg only, dense over the batch (and positions) within a feature.
+        return Structure(ties=((1, 1),)) if self.training else Structure(diagonal=True)
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        size = math.prod(X_shape)
+        if wrt == "gamma":
+            return size, "dγ = Σ dY ⊙ x̂, one multiply-add per entry"
+        if wrt == "beta":
+            return size, "dβ = Σ dY, one addition per entry"
+        if not self.training:
+            return size, "dX = γ dY / σ_run, one multiply per entry"
+        return 6 * size, "dX = (γ/σ)(dY − mean(dY) − x̂ mean(dY ⊙ x̂)), about 6 operations per entry"
 
     input_ndim = (2, 3, 4)
 
@@ -289,6 +327,35 @@ class LayerNorm(ShapeKept):
     Jacobian: ``∂y[r,j]/∂x[q,k] = δ_rq γ_j (δ_jk − 1/D − x̂[r,j] x̂[r,k]/D)/σ_r``, dense within
     a sample and zero across samples.
     """
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {
+        "X": ("∂y[r,j]/∂x[q,k] = δ_rq γ_j (δ_jk − 1/D − x̂[r,j] x̂[r,k]/D) / σ_r",
+              r"$\partial y_{r,j}/\partial x_{q,k} = \delta_{rq}\,\gamma_j\,"
+              r"(\delta_{jk} - \frac{1}{D} - \frac{\hat{x}_{r,j}\,\hat{x}_{r,k}}{D})\,/\,\sigma_r$"),
+        "gamma": ("∂y[r,j]/∂γ_l = δ_jl x̂[r,j]",
+                  r"$\partial y_{r,j}/\partial \gamma_l = \delta_{jl}\,\hat{x}_{r,j}$"),
+        "beta": ("∂y[r,j]/∂β_l = δ_jl", r"$\partial y_{r,j}/\partial \beta_l = \delta_{jl}$"),
+    }
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "block diagonal over samples (δ_rq) with a dense D×D block per sample: the statistics "
+             "are each sample's own, so samples never mix",
+        "gamma": "δ_jl: each column holds the normalised x̂ of its feature",
+        "beta": "δ_jl: stacked identities; contracting them with dY sums over the batch",
+    }
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        lead = len(X_shape) - len(self.normalized_shape)
+        if wrt == "X":  # δ_rq over the leading axes: dense within each normalised group
+            return Structure(ties=tuple((a, a) for a in range(lead)))
+        return Structure(ties=tuple((lead + a, a) for a in range(len(self.normalized_shape))))
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        size = math.prod(X_shape)
+        if wrt == "gamma":
+            return size, "dγ = Σ dY ⊙ x̂, one multiply-add per entry"
+        if wrt == "beta":
+            return size, "dβ = Σ dY, one addition per entry"
+        return 6 * size, "dX = (1/σ)(g − mean(g) − x̂ mean(g ⊙ x̂)), about 6 operations per entry"
 
     input_ndim = (2, 3, 4, 5)
 

@@ -21,15 +21,7 @@ from numpy.typing import NDArray
 from jacnet._validation import FloatArray, as_float_array, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError
 from jacnet.jacobian import expanded_jacobian
-from jacnet.layers import Affine, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from jacnet.losses import (
-    BinaryCrossEntropy,
-    CategoricalCrossEntropy,
-    Loss,
-    MeanSquaredError,
-    SigmoidBinaryCrossEntropy,
-    SoftmaxCrossEntropy,
-)
+from jacnet.losses import Loss
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -40,49 +32,15 @@ __all__ = ["JacobianMatrix", "jacobian_formula", "jacobian_matrix", "plot_histor
 
 PathLike = str | os.PathLike[str]
 
-#: The per-entry formula of each built-in expanded Jacobian: (plain text, matplotlib mathtext).
-FORMULAS: dict[tuple[type, str], tuple[str, str]] = {
-    (Affine, "X"): ("∂z_ij/∂x_kl = δ_ik w_lj", r"$\partial z_{ij}/\partial x_{kl} = \delta_{ik}\,w_{lj}$"),
-    (Affine, "W"): ("∂z_ij/∂w_kl = x_ik δ_jl", r"$\partial z_{ij}/\partial w_{kl} = x_{ik}\,\delta_{jl}$"),
-    (Affine, "b"): ("∂z_ij/∂b_l = δ_jl", r"$\partial z_{ij}/\partial b_{l} = \delta_{jl}$"),
-    (ReLU, "X"): ("∂y_ij/∂x_kl = δ_ik δ_jl [x_ij > 0]",
-                  r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,[x_{ij} > 0]$"),
-    (LeakyReLU, "X"): ("∂y_ij/∂x_kl = δ_ik δ_jl (1 if x_ij > 0 else α)",
-                       r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,"
-                       r"(1 \;\mathrm{if}\; x_{ij} > 0 \;\mathrm{else}\; \alpha)$"),
-    (Sigmoid, "X"): ("∂y_ij/∂x_kl = δ_ik δ_jl y_ij (1 - y_ij)",
-                     r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,y_{ij}(1 - y_{ij})$"),
-    (Tanh, "X"): ("∂y_ij/∂x_kl = δ_ik δ_jl (1 - y_ij²)",
-                  r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,(1 - y_{ij}^2)$"),
-    (Softmax, "X"): ("∂y_ij/∂x_kl = δ_ik y_ij (δ_jl - y_il)",
-                     r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,y_{ij}\,(\delta_{jl} - y_{il})$"),
-    (MeanSquaredError, "X"): ("∂J/∂ŷ_ij = -2/N (y_ij - ŷ_ij)",
-                              r"$\partial J/\partial \hat{y}_{ij} = -\frac{2}{N}(y_{ij} - \hat{y}_{ij})$"),
-    (BinaryCrossEntropy, "X"): (
-        "∂J/∂ŷ_ij = 1/N (ŷ_ij - y_ij) / (ŷ_ij (1 - ŷ_ij))",
-        r"$\partial J/\partial \hat{y}_{ij} = \frac{1}{N}\,"
-        r"\frac{\hat{y}_{ij} - y_{ij}}{\hat{y}_{ij}(1 - \hat{y}_{ij})}$"),
-    (CategoricalCrossEntropy, "X"): ("∂J/∂ŷ_ij = -1/N y_ij / ŷ_ij",
-                                     r"$\partial J/\partial \hat{y}_{ij} = -\frac{1}{N}\,"
-                                     r"\frac{y_{ij}}{\hat{y}_{ij}}$"),
-    (SoftmaxCrossEntropy, "X"): ("∂J/∂l_ij = -1/N (y_ij - ŷ_ij)",
-                                 r"$\partial J/\partial l_{ij} = -\frac{1}{N}(y_{ij} - \hat{y}_{ij})$"),
-    (SigmoidBinaryCrossEntropy, "X"): ("∂J/∂z_ij = 1/N (σ(z_ij) - y_ij)",
-                                       r"$\partial J/\partial z_{ij} = \frac{1}{N}"
-                                       r"(\sigma(z_{ij}) - y_{ij})$"),
-}
-
-#: Names of the input of each loss: probabilities ŷ, logits l (softmax) or z (sigmoid).
-_LOSS_INPUT = {SoftmaxCrossEntropy: "l", SigmoidBinaryCrossEntropy: "z"}
-
-
 def jacobian_formula(module: Any, wrt: str = "X", *, math: bool = False) -> str:
-    """The per-entry formula of a built-in module's expanded Jacobian.
+    """The per-entry formula of a module's expanded Jacobian, from its class's ``formulas``.
 
     Parameters
     ----------
     module : Layer or Loss
-        A built-in layer or loss (or a subclass of one); anything else gets a generic
+        A layer or loss whose class (or a base class) states ``formulas = {wrt: (plain text,
+        mathtext)}``; a module in inference (``training`` False) uses the entry
+        ``"<wrt>, inference"`` where its class gives one. Anything else gets a generic
         ``∂Y/∂A`` description.
     wrt : str
         ``"X"`` or a parameter name.
@@ -94,9 +52,11 @@ def jacobian_formula(module: Any, wrt: str = "X", *, math: bool = False) -> str:
     str
         For instance ``"∂z_ij/∂x_kl = δ_ik w_lj"`` for ``Affine`` with ``wrt="X"``.
     """
-    for cls in type(module).__mro__:
-        if (cls, wrt) in FORMULAS:
-            return FORMULAS[(cls, wrt)][1 if math else 0]
+    formulas = getattr(type(module), "formulas", None) or {}
+    keys = [wrt] if getattr(module, "training", True) else [f"{wrt}, inference", wrt]
+    for key in keys:
+        if key in formulas:
+            return str(formulas[key][1 if math else 0])
     name = type(module).__name__
     if isinstance(module, Loss):
         return f"∂J/∂ŷ of {name}"
@@ -123,6 +83,9 @@ class JacobianMatrix:
         the module's structure (the off-diagonal of an element-wise layer, the other samples'
         blocks...); ``True`` where the value is computed (and may still be zero, e.g. a ReLU
         at a negative input). ``None`` when the structure is not known (a user's layer).
+    row_subblock, col_subblock : int
+        Entries per channel within a block of an ``(N, C, *spatial)`` array (one Toeplitz
+        band of a convolution); ``0`` when the array has fewer than three axes.
     """
 
     matrix: FloatArray
@@ -133,36 +96,34 @@ class JacobianMatrix:
     output_shape: tuple[int, ...]
     input_shape: tuple[int, ...]
     structure: NDArray[np.bool_] | None = None
-
-
-_ELEMENTWISE = (ReLU, LeakyReLU, Sigmoid, Tanh)
+    row_subblock: int = 0
+    col_subblock: int = 0
 
 
 def structural_mask(module: Any, wrt: str, output_shape: tuple[int, ...],
-                    input_shape: tuple[int, ...]) -> NDArray[np.bool_] | None:
-    """Where a built-in module's expanded Jacobian can be non-zero, ``(rows, cols)``.
+                    input_shape: tuple[int, ...], *, X_shape: tuple[int, ...] | None = None
+                    ) -> NDArray[np.bool_] | None:
+    """Where a module's expanded Jacobian can be non-zero, ``(rows, cols)``, from the
+    ``jacobian_structure`` its class states (see :mod:`jacnet.structure`).
 
     ``False`` marks the structural zeros (``δ_ik``: another sample; ``δ_jl``: another
-    feature); ``True`` the entries computed from the input. A loss has no structural zeros.
-    ``None`` for a module whose structure jacnet does not know (a user's layer, a Sequential).
+    feature; outside a kernel's window...); ``True`` the entries computed from the input. A
+    loss has no structural zeros. ``None`` for a module whose structure jacnet does not know
+    (a user's layer without ``jacobian_structure``, a Sequential). ``X_shape`` is the layer's
+    input shape (by default ``input_shape`` for ``wrt="X"``, else ``output_shape``: pass it
+    for a parameter of a layer that changes the shape, such as a convolution).
     """
+    stating = getattr(module, "jacobian_structure", None)
+    if stating is None:
+        return None
+    if X_shape is None:
+        X_shape = input_shape if wrt == "X" else output_shape
+    structure = stating(wrt, tuple(X_shape))
+    if structure is None:
+        return None
     rows = int(np.prod(output_shape, dtype=np.int64))
     cols = int(np.prod(input_shape, dtype=np.int64))
-    if isinstance(module, Loss):
-        return np.ones((rows, cols), dtype=bool)
-    if len(output_shape) != 2:
-        return None
-    out = output_shape[1]
-    sample, feature = np.divmod(np.arange(rows), out)  # row (i, j)
-    if isinstance(module, _ELEMENTWISE) and wrt == "X" and input_shape == output_shape:
-        return np.eye(rows, dtype=bool)  # δ_ik δ_jl
-    if isinstance(module, (Softmax, Affine)) and wrt == "X" and len(input_shape) == 2:
-        k = np.arange(cols) // input_shape[1]
-        return sample[:, None] == k[None, :]  # δ_ik: block diagonal
-    if isinstance(module, Affine) and wrt in ("W", "b"):
-        l_index = np.arange(cols) % out  # column (k, l) of W, or l of b
-        return feature[:, None] == l_index[None, :]  # δ_jl
-    return None
+    return np.asarray(structure.mask(tuple(output_shape), tuple(input_shape))).reshape(rows, cols)
 
 
 def _labels(name: str, shape: tuple[int, ...]) -> list[str]:
@@ -172,14 +133,13 @@ def _labels(name: str, shape: tuple[int, ...]) -> list[str]:
 
 
 def _names(module: Any, wrt: str) -> tuple[str, str]:
-    """The letters of the output and of the differentiated input, as the lecture writes them."""
-    if isinstance(module, Loss):
-        for cls in type(module).__mro__:
-            if cls in _LOSS_INPUT:
-                return "J", _LOSS_INPUT[cls]
-        return "J", "ŷ"
-    out = "z" if isinstance(module, Affine) else "y"
-    return out, ("x" if wrt == "X" else wrt.lower() if len(wrt) == 1 else wrt)
+    """The letters of the output and of the differentiated input, as the lecture writes them
+    (the class's ``symbols``: ``("z", "x")`` for an affine layer, ``("J", "l")`` for a loss on
+    logits)."""
+    out, inp = getattr(type(module), "symbols", ("J", "ŷ") if isinstance(module, Loss) else ("y", "x"))
+    if isinstance(module, Loss) or wrt == "X":
+        return out, inp
+    return out, (wrt.lower() if len(wrt) == 1 else wrt)
 
 
 def jacobian_matrix(module: Any, X: Any, *, wrt: str = "X", target: Any = None) -> JacobianMatrix:
@@ -212,17 +172,29 @@ def jacobian_matrix(module: Any, X: Any, *, wrt: str = "X", target: Any = None) 
         out_shape = tuple(J.shape[: J.ndim - len(in_shape)])
     rows = int(np.prod(out_shape, dtype=np.int64))
     cols = int(np.prod(in_shape, dtype=np.int64))
-    structure = structural_mask(module, wrt, out_shape, in_shape)
+    structure = structural_mask(module, wrt, out_shape, in_shape, X_shape=tuple(A.shape))
     return JacobianMatrix(
         matrix=J.reshape(rows, cols),
         row_labels=_labels(out_name, out_shape),
         col_labels=_labels(in_name, in_shape),
-        row_block=out_shape[-1] if len(out_shape) == 2 else 0,
-        col_block=in_shape[-1] if len(in_shape) == 2 else 0,
+        row_block=_block(out_shape),
+        col_block=_block(in_shape),
         output_shape=out_shape,
         input_shape=in_shape,
         structure=structure,
+        row_subblock=_subblock(out_shape),
+        col_subblock=_subblock(in_shape),
     )
+
+
+def _block(shape: tuple[int, ...]) -> int:
+    """Entries per block: one sample (or one row of a parameter matrix), ``prod(shape[1:])``."""
+    return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) >= 2 else 0
+
+
+def _subblock(shape: tuple[int, ...]) -> int:
+    """Entries per channel within a block of an ``(N, C, *spatial)`` shape: ``prod(shape[2:])``."""
+    return int(np.prod(shape[2:], dtype=np.int64)) if len(shape) >= 3 else 0
 
 
 def _require_matplotlib() -> None:
@@ -359,13 +331,20 @@ def plot_jacobian(
                       interpolation="nearest")
     if colorbar:
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    # Bold lines at block boundaries; thin ones between cells while they stay readable.
-    for size, block, line in ((rows, jm.row_block, ax.axhline), (cols, jm.col_block, ax.axvline)):
+    # Bold lines at block boundaries (samples), medium ones between channels within a block,
+    # thin ones between cells while they stay readable.
+    for size, block, sub, line in ((rows, jm.row_block, jm.row_subblock, ax.axhline),
+                                   (cols, jm.col_block, jm.col_subblock, ax.axvline)):
         thin = size <= 40
         for k in range(1, size):
             bold = bool(block) and k % block == 0 and size // block <= 64
-            if bold or thin:
-                line(k - 0.5, color="0.2" if bold else "0.85", linewidth=1.4 if bold else 0.4)
+            medium = not bold and bool(sub) and k % sub == 0 and size // sub <= 128
+            if bold:
+                line(k - 0.5, color="0.2", linewidth=1.4)
+            elif medium:
+                line(k - 0.5, color="0.5", linewidth=0.7)
+            elif thin:
+                line(k - 0.5, color="0.85", linewidth=0.4)
     small = rows <= 24 and cols <= 24
     if small:
         ax.set_yticks(range(rows), jm.row_labels, fontsize=8)
@@ -386,7 +365,8 @@ def plot_jacobian(
     out = "×".join(str(s) for s in jm.output_shape) or "the scalar J"
     inp = "×".join(str(s) for s in jm.input_shape)
     ax.set_title(title if title is not None else jacobian_formula(module, wrt, math=True), fontsize=11)
-    legend = "" if mask is None else (f"; grey: {int(mask.size - np.count_nonzero(mask))} structural "
+    # On a second line: a long first one would be cut off at the figure's edge.
+    legend = "" if mask is None else (f"\ngrey: {int(mask.size - np.count_nonzero(mask))} structural "
                                       f"zeros, white: computed zeros")
     ax.set_xlabel(f"{type(module).__name__}: {rows} output{'s' if rows != 1 else ''} ({out}) × "
                   f"{cols} inputs ({inp}), {np.count_nonzero(M)} non-zero{legend}", fontsize=8)

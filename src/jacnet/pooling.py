@@ -9,7 +9,7 @@ selection matrices, block diagonal over samples and channels.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -31,6 +31,7 @@ from jacnet._validation import FloatArray, check_jacobian_size
 from jacnet.errors import JacnetValueError
 from jacnet.layers import Layer
 from jacnet.registry import register_layer
+from jacnet.structure import Band, Structure
 
 __all__ = ["AvgPool1D", "AvgPool2D", "Flatten", "GlobalAvgPool", "MaxPool1D", "MaxPool2D"]
 
@@ -57,6 +58,18 @@ class _Pool(ShapeKept):
     """Pooling over ``d`` spatial axes with a window, a stride and padding."""
 
     spatial_ndim = 1
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        # δ_nm δ_cd, and s inside window t: 0 <= s − t·stride + pad < k
+        return Structure(ties=((0, 0), (1, 1)), bands=tuple(
+            Band(2 + i, 2 + i, self.stride[i], self.padding[i], self.kernel_size[i])
+            for i in range(self.spatial_ndim)))
+
+    def _positions(self, X_shape: tuple[int, ...]) -> int:
+        """``N·C·prod(out)``: the outputs."""
+        out = output_sizes(type(self).__name__, X_shape[2:], self.kernel_size, self.stride,
+                           self.padding)
+        return X_shape[0] * X_shape[1] * math.prod(out)
 
     @classmethod
     def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
@@ -107,6 +120,19 @@ class _Pool(ShapeKept):
 
 
 class _MaxPool(_Pool):
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y[n,c,t]/∂x[m,d,s] = δ_nm δ_cd [s is the largest x of window t]",
+        r"$\partial y_{n,c,t}/\partial x_{m,d,s} = \delta_{nm}\,\delta_{cd}\,"
+        r"[s = \mathrm{argmax}_{s' \in \mathrm{window}\,t}\, x_{n,c,s'}]$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "a selection matrix: one 1 per row, at the largest entry of the output's window; the "
+             "rest of the window are computed zeros, everything outside it (other windows, channels "
+             "and samples) structural zeros"}
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        return (self._positions(X_shape),
+                "dX gets each dY at its window's largest input, one addition per output")
+
     def forward(self, X: Any) -> FloatArray:
         """``y[n, c, t] = max_κ x_pad[n, c, t·stride + κ]`` (padding is ``-inf``)."""
         A, _ = self._checked(X)
@@ -139,6 +165,18 @@ class _MaxPool(_Pool):
 
 
 class _AvgPool(_Pool):
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y[n,c,t]/∂x[m,d,s] = δ_nm δ_cd [s in window t] / k",
+        r"$\partial y_{n,c,t}/\partial x_{m,d,s} = \delta_{nm}\,\delta_{cd}\,"
+        r"[s \in \mathrm{window}\,t]\,/\,k$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "a band per channel: each row holds 1/k over its output's window (δ_nm δ_cd)"}
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        K = math.prod(self.kernel_size)
+        return (self._positions(X_shape) * K,
+                "dX[s] = Σ_t dY[t] / k over the windows holding s, k multiply-adds per output")
+
     def forward(self, X: Any) -> FloatArray:
         """``y[n, c, t] = (1/K) Σ_κ x_pad[n, c, t·stride + κ]``, ``K = prod(kernel)``; the zero
         padding counts in ``K`` (PyTorch's ``count_include_pad=True``)."""
@@ -229,6 +267,18 @@ class GlobalAvgPool(ShapeKept):
     ``∂y[n,c]/∂x[m,d,s] = δ_nm δ_cd / prod(S)``.
     """
 
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y[n,c]/∂x[m,d,s] = δ_nm δ_cd / S",
+        r"$\partial y_{n,c}/\partial x_{m,d,s} = \delta_{nm}\,\delta_{cd}\,/\,S$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "each output averages its own channel: a row of 1/S per (n, c), zero elsewhere"}
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        return Structure(ties=((0, 0), (1, 1)))  # δ_nm δ_cd
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        return math.prod(X_shape), "dX = dY / S spread over the positions, one multiply per entry"
+
     input_ndim = (3, 4, 5)
 
     def forward(self, X: Any) -> FloatArray:
@@ -262,6 +312,18 @@ class Flatten(ShapeKept):
     Backward reshapes ``dY`` back to ``X``'s shape; the Jacobian is the identity,
     ``∂y[n, j]/∂x[m, i...] = δ_nm [j = flat(i...)]``.
     """
+
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y[n,j]/∂x[m,i] = δ_nm [j = flat(i)]",
+        r"$\partial y_{n,j}/\partial x_{m,i} = \delta_{nm}\,[j = \mathrm{flat}(i)]$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "the identity: flattening moves values, it computes none"}
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        return Structure(diagonal=True)  # the identity, reshaped
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        return math.prod(X_shape), "dX = dY reshaped, no arithmetic, one copy per entry"
 
     input_ndim = (2, 3, 4, 5)
 
