@@ -251,9 +251,9 @@ class _Conv(ShapeKept):
     def backward(self, dY: Any) -> FloatArray:
         """``dcols = dY_mat W_matᵀ`` ``(T·N, K·C)`` (the lecture's ``dA = dC Bᵀ``), then col2im
         sums every window's gradient onto the inputs it read: ``dX (N, C, *S)``. Fills
-        ``grads`` as :meth:`backward_params` does."""
+        ``grads`` through :meth:`backward_params` (so an override of it runs here too)."""
+        self.backward_params(dY)
         dYm = self._upstream_matrix(dY)
-        self._fill_grads(dYm)
         in_shape = self._saved[3]
         N, C = in_shape[0], self.in_channels
         out = self._output_shape()[2:]

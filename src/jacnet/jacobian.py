@@ -29,7 +29,7 @@ from jacnet._validation import (
     jacobian_limit,
 )
 from jacnet.errors import JacnetError, JacnetTypeError, JacnetValueError, ShapeError
-from jacnet.layers import Layer
+from jacnet.layers import Layer, uses_backward_params
 from jacnet.losses import Loss
 
 __all__ = [
@@ -383,6 +383,25 @@ def _label(quantity: str, is_loss: bool) -> str:
     return "dŶ" if is_loss else f"d{quantity}"
 
 
+def _base(label: str) -> str:
+    """The parameter a gradient label names (``"0.W (backward_params)"`` → ``"0.W"``)."""
+    return label.split(" ", 1)[0]
+
+
+def _grads_without_dX(m: Any, X: FloatArray, upstream: FloatArray) -> dict[str, FloatArray]:
+    """The grads as ``fit`` computes them: a network's ``backward(dY, input_grad=False)``, a
+    layer's ``backward_params`` (where it is the method a network would call)."""
+    if _is_network(m):
+        m.forward(X)
+        m.backward(upstream, input_grad=False)
+    elif isinstance(m, Layer) and m.params and uses_backward_params(m):
+        m.forward(X)
+        m.backward_params(upstream)
+    else:
+        return {}
+    return {k: np.array(g) for k, g in m.grads.items()}
+
+
 def _float64_copy(module: Any) -> Any:
     """A deep copy of ``module`` whose parameters are float64 (``Layer.astype``), whatever
     dtype the module trains in, a user's subclass included."""
@@ -483,6 +502,10 @@ def check_gradients(
             else:  # a gradient backward never wrote is wrong everywhere
                 closed[k] = np.full(p.shape, np.nan)
                 notes.append(f"note: {name}.backward did not fill grads[{k!r}]")
+        # fit fills the first layer's grads without its dX (backward_params): check that path too.
+        for k, g in _grads_without_dX(m, X, upstream).items():
+            if k in closed and not np.array_equal(g, closed[k], equal_nan=True):
+                closed[f"{k} (backward_params)"] = g
 
     dtype = np.dtype(compute_dtype)
     if trained_dtype != np.float64 and dtype == np.float64:
@@ -498,9 +521,10 @@ def check_gradients(
     f = _output_function(m, target, loss)
     # Every size is refused up front, before any finite difference is taken.
     for quantity in closed:
-        _refuse_if_too_large(*_sizes(m, X, quantity, f), max_entries, where)
+        _refuse_if_too_large(*_sizes(m, X, _base(quantity), f), max_entries, where)
     checks: list[GradientCheck] = []
-    for quantity, grad in closed.items():
+    for label, grad in closed.items():
+        quantity = _base(label)
         kwargs: dict[str, Any] = {"wrt": quantity, "target": target, "loss": loss,
                                   "max_entries": max_entries}
         try:  # first: it refuses oversized intermediates from their shapes
@@ -544,7 +568,7 @@ def check_gradients(
         worst_index = results[worst_ref][2]
         checks.append(GradientCheck(
             module=name,
-            quantity=_label(quantity, is_loss),
+            quantity=_label(label, is_loss),
             shape=tuple(grad.shape),
             max_abs_error=abs_err,
             max_rel_error=rel_err,
