@@ -19,7 +19,6 @@ no ``torch.load`` anywhere; a PyTorch network comes in as a live module.
 
 from __future__ import annotations
 
-import copy
 import importlib
 import os
 from collections.abc import Callable, Iterator
@@ -30,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from jacnet._validation import FloatArray, all_finite, describe
+from jacnet.conv import Conv1D, Conv2D, _Conv
+from jacnet.dropout import Dropout
 from jacnet.errors import JacnetTypeError, JacnetValueError, NonFiniteError, ShapeError
 from jacnet.io import write_atomically
-from jacnet.conv import Conv1D, Conv2D
-from jacnet.dropout import Dropout
 from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from jacnet.model import Sequential
 from jacnet.normalization import BatchNorm, LayerNorm
@@ -99,7 +98,7 @@ class OnnxGraph:
         self._prefix = f"{index}"
         self._count = 0
 
-    def param(self, name: str, array: FloatArray) -> str:
+    def param(self, name: str, array: np.ndarray[Any, Any]) -> str:
         """Store ``array`` as an initializer named ``"<layer index>.<name>"``; return the name."""
         full = f"{self._prefix}.{name}"
         self.initializers.append(self._onnx.numpy_helper.from_array(np.ascontiguousarray(array), full))
@@ -308,7 +307,7 @@ def _window_attributes(layer: Any) -> dict[str, list[int]]:
 # Convolution ------------------------------------------------------------------------------------
 
 
-def _conv_to_torch(layer: Conv1D, torch: Any, _rank: int) -> Any:
+def _conv_to_torch(layer: _Conv, torch: Any, _rank: int) -> Any:
     cls = getattr(torch.nn, f"Conv{layer.spatial_ndim}d")
     conv = cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                padding=layer.padding, device="meta")  # no draw from torch's RNG; weights below
@@ -317,7 +316,7 @@ def _conv_to_torch(layer: Conv1D, torch: Any, _rank: int) -> Any:
     return conv
 
 
-def _conv_to_onnx(layer: Conv1D, graph: OnnxGraph) -> None:
+def _conv_to_onnx(layer: _Conv, graph: OnnxGraph) -> None:
     X = graph.cast(layer.dtype)
     W, b = graph.param("W", layer.params["W"]), graph.param("b", layer.params["b"])
     if graph.dtype == np.float32:
@@ -336,7 +335,7 @@ def _conv_to_onnx(layer: Conv1D, graph: OnnxGraph) -> None:
     graph.op("Transpose", Y, perm=[0, d + 1, *range(1, d + 1)])
 
 
-def _conv_from_torch(module: Any, where: str) -> Conv1D:
+def _conv_from_torch(module: Any, where: str) -> _Conv:
     _check_settings(module, where, {"padding_mode": "zeros", "dilation": 1, "groups": 1})
     kernel = tuple(module.kernel_size)
     padding = module.padding
@@ -350,7 +349,7 @@ def _conv_from_torch(module: Any, where: str) -> Conv1D:
     W = _weights(module.weight, where)
     b = _bias(module, where, W.shape[0], W.dtype)
     dtype = _same_dtype({"weight": W, "bias": b}, where)
-    cls = Conv1D if len(kernel) == 1 else Conv2D
+    cls: type[_Conv] = Conv1D if len(kernel) == 1 else Conv2D
     layer = cls(module.in_channels, module.out_channels, kernel, tuple(module.stride), tuple(padding),
                 init="zeros", dtype=dtype)
     layer.params["W"][...] = W
@@ -358,7 +357,7 @@ def _conv_from_torch(module: Any, where: str) -> Conv1D:
     return layer
 
 
-def _conv(layer: type[Conv1D]) -> Conversion:
+def _conv(layer: type[_Conv]) -> Conversion:
     return Conversion(
         layer=layer,
         torch_names=(f"Conv{layer.spatial_ndim}d",),
