@@ -191,9 +191,10 @@ def _bias(module: Any, where: str, size: int, dtype: np.dtype[Any]) -> FloatArra
 
 def _check_settings(module: Any, where: str, expected: dict[str, Any]) -> None:
     """Refuse by name a setting that jacnet's layer does not have: ``expected`` maps an attribute
-    to its one supported value (an int also stands for that int on every axis)."""
+    to its one supported value (an int also stands for that int on every axis); a module
+    without the attribute (``AvgPool1d`` has no ``divisor_override``) has the supported one."""
     for name, want in expected.items():
-        got = getattr(module, name)
+        got = getattr(module, name, want)
         ok = got is want if isinstance(want, bool) or want is None else (
             got == want or (isinstance(got, tuple) and all(g == want for g in got)))
         if not ok:
