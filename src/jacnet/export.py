@@ -5,12 +5,20 @@
   :class:`~jacnet.Sequential`, so a network trained elsewhere can have its Jacobians seen and
   checked (``jacnet.save`` it, then ``jacnet check --model FILE``).
 - :func:`to_onnx` builds an ONNX model (opset :data:`OPSET`) with the ``onnx`` package's helper
-  API; :func:`save_onnx` writes it atomically. Input ``"X"`` of shape ``(N, in)``, output
-  ``"Y"`` of shape ``(N, out)``, ``N`` dynamic, float32 or float64 as the network computes.
+  API; :func:`save_onnx` writes it atomically. Input ``"X"`` of shape ``(N, in)`` (``(N, C,
+  L)`` / ``(N, C, H, W)`` for a convolutional network: :func:`input_dims`), output ``"Y"``,
+  ``N`` and the spatial sizes dynamic, float32 or float64 as the network computes.
 
 Every layer type crosses through one entry of :data:`CONVERSIONS`, keyed by the jacnet layer
 class: it builds the torch module, emits the ONNX nodes and imports from the torch classes it
-names. Adding a layer type (a convolution, a normalisation...) is adding one entry.
+names. Adding a layer type is adding one entry. Where a conversion depends on the rank of a
+layer's input (``BatchNorm`` is ``BatchNorm1d`` on ``(N, F)`` and ``(N, C, L)``, ``BatchNorm2d``
+on ``(N, C, H, W)``; a global average's axes), :func:`input_ranks` finds it from the layers.
+
+What the network computes is what ``Sequential.predict`` computes: inference, so ``BatchNorm``
+uses its running statistics and ``Dropout`` is the identity (the torch module comes in eval
+mode; the ONNX graph has ``BatchNormalization`` with the running statistics and an
+``Identity`` for dropout).
 
 PyTorch (``pip install 'jacnet[torch]'``) and onnx (``pip install 'jacnet[onnx]'``) are
 optional: each is imported inside the function that needs it. Nothing here unpickles: there is
@@ -38,8 +46,8 @@ from jacnet.model import Sequential
 from jacnet.normalization import BatchNorm, LayerNorm
 from jacnet.pooling import AvgPool1D, AvgPool2D, Flatten, GlobalAvgPool, MaxPool1D, MaxPool2D
 
-__all__ = ["CONVERSIONS", "OPSET", "Conversion", "OnnxGraph", "from_torch", "input_dims", "save_onnx",
-           "to_onnx", "to_torch"]
+__all__ = ["CONVERSIONS", "OPSET", "Conversion", "OnnxGraph", "from_torch", "input_dims", "input_ranks",
+           "save_onnx", "to_onnx", "to_torch"]
 
 #: The ONNX operator set the exported graphs use (ONNX 1.12+, ONNX Runtime 1.13+ run it).
 OPSET = 17
@@ -674,10 +682,17 @@ def to_torch(model: Sequential) -> Any:
     Returns
     -------
     torch.nn.Sequential
-        One module per layer: ``Affine(in, out)`` becomes ``Linear(in, out)`` with
-        ``weight = Wᵀ`` of shape ``(out, in)`` and ``bias = b``; the activations their torch
-        modules (``Softmax(dim=-1)``). Its output for an ``(N, in)`` tensor equals
-        ``model.forward`` (float64: within about 1e-15 relative). The parameters are copies.
+        In eval mode, one module per layer: ``Affine(in, out)`` becomes ``Linear(in, out)``
+        with ``weight = Wᵀ`` of shape ``(out, in)`` and ``bias = b``; the activations their
+        torch modules (``Softmax(dim=-1)``); ``Conv1D``/``Conv2D`` ``Conv1d``/``Conv2d`` (the
+        same ``W (out, in, *k)``, ``b``, stride and padding); the poolings ``MaxPool1d/2d`` and
+        ``AvgPool1d/2d`` (``count_include_pad=True``); ``GlobalAvgPool`` a
+        ``Sequential(AdaptiveAvgPool{1,2}d(1), Flatten())``; ``Flatten`` ``Flatten()``;
+        ``BatchNorm`` ``BatchNorm1d`` or ``BatchNorm2d`` by the rank of its input (see
+        :func:`input_ranks`) with ``weight = γ``, ``bias = β``, the running statistics, eps and
+        momentum; ``LayerNorm`` ``LayerNorm``; ``Dropout(p)`` ``Dropout(p)``. Its output equals
+        ``model.predict`` (float64: within about 1e-14 relative). Parameters and buffers are
+        copies.
 
     Raises
     ------
@@ -688,9 +703,10 @@ def to_torch(model: Sequential) -> Any:
     """
     torch = _require("torch", "jacnet.export.to_torch")
     model = _check_model(model, "to_torch")
+    conversions = [_conversion(layer, i, "to_torch") for i, layer in enumerate(model.layers)]
     ranks = input_ranks(model.layers)
-    modules = [_conversion(layer, i, "to_torch").to_torch(layer, torch, rank)
-               for i, (layer, rank) in enumerate(zip(model.layers, ranks, strict=True))]
+    modules = [conversion.to_torch(layer, torch, rank)
+               for conversion, layer, rank in zip(conversions, model.layers, ranks, strict=True)]
     return torch.nn.Sequential(*modules).eval()
 
 
@@ -717,10 +733,18 @@ def from_torch(module: Any) -> Sequential:
     ----------
     module : torch.nn.Sequential
         Of ``Linear`` (with or without bias; a missing bias becomes zeros), ``ReLU``,
-        ``LeakyReLU``, ``Sigmoid``, ``Tanh`` and ``Softmax(dim=-1 or 1)``, on ``(N, features)``
-        input; nested ``Sequential``\\ s are flattened and ``Identity`` and
-        ``Flatten(start_dim=1)`` (the identity there) are dropped. A single supported module is
-        taken as a one-layer network. Weights must be float32 or float64 and finite.
+        ``LeakyReLU``, ``Sigmoid``, ``Tanh``, ``Softmax(dim=-1 or 1)``; ``Conv1d``/``Conv2d``
+        (with or without bias, padding an int, a tuple, ``"valid"`` or ``"same"`` with odd
+        kernels; ``padding_mode="zeros"``, ``dilation=1``, ``groups=1``); ``MaxPool1d/2d``
+        (no dilation, ``ceil_mode`` or ``return_indices``); ``AvgPool1d/2d``
+        (``count_include_pad=True``, no ``ceil_mode`` or ``divisor_override``);
+        ``AdaptiveAvgPool1d/2d(1)`` followed by ``Flatten()`` (one ``GlobalAvgPool``);
+        ``Flatten()``; ``BatchNorm1d/2d`` (``affine``, ``track_running_stats``, running
+        statistics copied); ``LayerNorm`` (``elementwise_affine``; no bias becomes zeros);
+        ``Dropout``. Nested ``Sequential``\\ s are flattened; ``Identity``, and a
+        ``Flatten(start_dim=1)`` whose input is ``(N, features)`` (first, or after a
+        ``Linear``), are the identity and dropped. A single supported module is taken as a
+        one-layer network. Weights must be float32 or float64 and finite.
 
     Returns
     -------
@@ -733,8 +757,12 @@ def from_torch(module: Any) -> Sequential:
         When PyTorch is not installed (``pip install 'jacnet[torch]'``).
     JacnetTypeError
         For any other module, named with its position: ``from_torch expects ..., got
-        torch.nn.Conv2d at position 3``; for a subclass of a supported class (it may compute
+        torch.nn.Conv3d at position 3``; for a subclass of a supported class (it may compute
         something else); for weights of another dtype.
+    JacnetValueError
+        For a setting jacnet's layer does not have, named with the module and its position:
+        ``from_torch expects dilation=1 (the only setting jacnet has), got dilation=(2,) in
+        Conv1d at position 0``.
     ShapeError
         When two ``Linear`` layers do not fit together.
     """
@@ -800,13 +828,21 @@ def to_onnx(model: Sequential) -> Any:
     Returns
     -------
     onnx.ModelProto
-        Checked by ``onnx.checker``. Input ``"X"``: ``(N, in)`` in the network's dtype
-        (float32 or float64; that of its first parameter, as ``Sequential.predict`` casts);
-        output ``"Y"``: ``(N, out)``, what ``model.predict`` returns (the logits for a network
-        trained with a fused loss). ``N`` is dynamic. Weights are initializers named like
-        :attr:`Sequential.params` (``"0.W"``); ``Affine`` is a ``Gemm``, the activations
-        ``Relu``, ``LeakyRelu``, ``Sigmoid``, ``Tanh``, ``Softmax(axis=-1)``; a layer of another
-        dtype than its input gets a ``Cast`` first.
+        Checked by ``onnx.checker``. Input ``"X"``: ``(N, *input_dims(model))`` in the
+        network's dtype (float32 or float64; that of its first parameter, as
+        ``Sequential.predict`` casts): ``(N, in)``, ``(N, C, "L")``, ``(N, C, "H", "W")``.
+        Output ``"Y"``: what ``model.predict`` returns (the logits for a network trained with
+        a fused loss), its sizes as ONNX shape inference finds them. ``N`` and the spatial
+        sizes are dynamic. Weights are initializers named like :attr:`Sequential.params`
+        (``"0.W"``), BatchNorm's buffers likewise (``"1.running_mean"``). ``Affine`` is a
+        ``Gemm``, the activations ``Relu``, ``LeakyRelu``, ``Sigmoid``, ``Tanh``,
+        ``Softmax(axis=-1)``; ``Conv``, ``MaxPool``, ``AveragePool(count_include_pad=1)``,
+        ``BatchNormalization`` (inference, running statistics), ``LayerNormalization``,
+        ``Flatten``; ``GlobalAvgPool`` a ``ReduceMean`` over the spatial axes (``(N, C)``);
+        ``Dropout`` an ``Identity``. In float64, where ONNX Runtime's CPU has no ``Conv`` or
+        ``AveragePool`` kernel, those are built from ``Pad``, one ``Slice`` per kernel offset and
+        a ``MatMul`` (jacnet's im2col product) or a ``Sum``. A layer of another dtype than its
+        input gets a ``Cast`` first.
 
     Raises
     ------
