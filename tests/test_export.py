@@ -629,3 +629,10 @@ def test_the_readme_export_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
         if "--model" in args:  # the export line needs a trained digits model: tested above
             done = jacnet_cli(*args[1:], cwd=tmp_path)
             assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_cli_model_without_a_fitting_input_size_is_one_line(tmp_path: Path) -> None:
+    # A kernel longer than any length tried: no input the network takes, said once, by flag.
+    jacnet.save(jacnet.Sequential([Conv1D(1, 2, 70, rng=0, dtype=np.float64)]), tmp_path / "long.jacnet")
+    one_line_error(jacnet_cli("check", "--model", "long.jacnet", cwd=tmp_path),
+                   "jacnet check --model expects a network that takes (N, 1, L)", "from 3 to 64")
