@@ -17,8 +17,8 @@ on ``(N, C, H, W)``; a global average's axes), :func:`input_ranks` finds it from
 
 What the network computes is what ``Sequential.predict`` computes: inference, so ``BatchNorm``
 uses its running statistics and ``Dropout`` is the identity (the torch module comes in eval
-mode; the ONNX graph has ``BatchNormalization`` with the running statistics and an
-``Identity`` for dropout).
+mode; the ONNX graph normalises with the running statistics and has an ``Identity`` for
+dropout).
 
 PyTorch (``pip install 'jacnet[torch]'``) and onnx (``pip install 'jacnet[onnx]'``) are
 optional: each is imported inside the function that needs it. Nothing here unpickles: there is
@@ -449,13 +449,26 @@ def _batch_norm_to_torch(layer: BatchNorm, torch: Any, rank: int) -> Any:
                                       **layer.buffers})
 
 
+def _inverse_std(graph: OnnxGraph, var: str, eps: float) -> str:
+    """``1/sqrt(var + eps)`` as jacnet computes it, eps in the graph's dtype."""
+    shifted = graph.op("Add", var, graph.param("eps", np.array(eps, dtype=graph.dtype)))
+    return graph.op("Reciprocal", graph.op("Sqrt", shifted))
+
+
 def _batch_norm_to_onnx(layer: BatchNorm, graph: OnnxGraph) -> None:
     X = graph.cast(layer.dtype)
-    # Inference: (x − running_mean)/sqrt(running_var + eps)·γ + β.
-    graph.op("BatchNormalization", X, graph.param("gamma", layer.params["gamma"]),
-             graph.param("beta", layer.params["beta"]),
-             graph.param("running_mean", layer.buffers["running_mean"]),
-             graph.param("running_var", layer.buffers["running_var"]), epsilon=layer.eps)
+    gamma, beta = graph.param("gamma", layer.params["gamma"]), graph.param("beta", layer.params["beta"])
+    mean = graph.param("running_mean", layer.buffers["running_mean"])
+    var = graph.param("running_var", layer.buffers["running_var"])
+    if graph.dtype == np.float32:  # inference: (x − running_mean)/sqrt(running_var + eps)·γ + β
+        graph.op("BatchNormalization", X, gamma, beta, mean, var, epsilon=layer.eps)
+        return
+    # float64: epsilon is a float32 attribute (1e-5 moves by 2.5e-14), so jacnet's own steps.
+    shape = graph.param("feature_shape", np.array([-1, *(1,) * (graph.rank - 2)], dtype=np.int64))
+    inv_std, mean, gamma, beta = (graph.op("Reshape", v, shape) for v in
+                                  (_inverse_std(graph, var, layer.eps), mean, gamma, beta))
+    xhat = graph.op("Mul", graph.op("Sub", X, mean), inv_std)
+    graph.op("Add", graph.op("Mul", xhat, gamma), beta)
 
 
 def _batch_norm_from_torch(module: Any, where: str) -> BatchNorm:
@@ -482,9 +495,18 @@ def _layer_norm_to_torch(layer: LayerNorm, torch: Any, _rank: int) -> Any:
 
 def _layer_norm_to_onnx(layer: LayerNorm, graph: OnnxGraph) -> None:
     X = graph.cast(layer.dtype)
-    graph.op("LayerNormalization", X, graph.param("gamma", layer.params["gamma"]),
-             graph.param("beta", layer.params["beta"]), axis=-len(layer.normalized_shape),
-             epsilon=layer.eps)
+    gamma, beta = graph.param("gamma", layer.params["gamma"]), graph.param("beta", layer.params["beta"])
+    D = len(layer.normalized_shape)
+    if graph.dtype == np.float32:
+        graph.op("LayerNormalization", X, gamma, beta, axis=-D, epsilon=layer.eps)
+        return
+    # float64: jacnet's own steps (a float32 epsilon attribute, and ONNX Runtime's variance
+    # as E[x²] − E[x]², would move outputs by up to ~1e-12).
+    axes = list(range(graph.rank - D, graph.rank))
+    centred = graph.op("Sub", X, graph.op("ReduceMean", X, axes=axes, keepdims=1))
+    var = graph.op("ReduceMean", graph.op("Mul", centred, centred), axes=axes, keepdims=1)
+    xhat = graph.op("Mul", centred, _inverse_std(graph, var, layer.eps))
+    graph.op("Add", graph.op("Mul", xhat, gamma), beta)
 
 
 def _layer_norm_from_torch(module: Any, where: str) -> LayerNorm:
@@ -841,8 +863,10 @@ def to_onnx(model: Sequential) -> Any:
         ``Flatten``; ``GlobalAvgPool`` a ``ReduceMean`` over the spatial axes (``(N, C)``);
         ``Dropout`` an ``Identity``. In float64, where ONNX Runtime's CPU has no ``Conv`` or
         ``AveragePool`` kernel, those are built from ``Pad``, one ``Slice`` per kernel offset and
-        a ``MatMul`` (jacnet's im2col product) or a ``Sum``. A layer of another dtype than its
-        input gets a ``Cast`` first.
+        a ``MatMul`` (jacnet's im2col product) or a ``Sum``; the normalisations, whose
+        ``epsilon`` attribute is float32, from jacnet's own steps (``ReduceMean``, ``Sub``,
+        ``Sqrt``, ``Reciprocal``...): float64 agrees to rounding. A layer of another dtype than
+        its input gets a ``Cast`` first.
 
     Raises
     ------
