@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import os
 import subprocess
@@ -18,8 +19,12 @@ from hypothesis import strategies as st
 import jacnet
 from jacnet import JacnetTypeError, JacnetValueError, ModelFileError, NonFiniteError, ShapeError
 from jacnet.cli import main
+from jacnet.conv import Conv1D, Conv2D
+from jacnet.dropout import Dropout
 from jacnet.export import CONVERSIONS, OPSET, from_torch, save_onnx, to_onnx, to_torch
 from jacnet.layers import softmax
+from jacnet.normalization import BatchNorm, LayerNorm
+from jacnet.pooling import AvgPool1D, AvgPool2D, Flatten, GlobalAvgPool, MaxPool1D, MaxPool2D
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -165,11 +170,11 @@ class MyLinear(torch.nn.Linear):
     ("build", "error", "fragments"),
     [
         (lambda: torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 4),
-                                     torch.nn.Conv2d(1, 1, 3)),
+                                     torch.nn.Conv3d(1, 1, 3)),
          JacnetTypeError,
-         ["from_torch expects a torch.nn.Sequential of Linear", "got torch.nn.Conv2d at position 3"]),
-        (lambda: torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Sequential(torch.nn.Dropout())),
-         JacnetTypeError, ["got torch.nn.Dropout at position 1.0"]),
+         ["from_torch expects a torch.nn.Sequential of Linear", "got torch.nn.Conv3d at position 3"]),
+        (lambda: torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Sequential(torch.nn.Dropout2d())),
+         JacnetTypeError, ["got torch.nn.Dropout2d at position 1.0"]),
         (lambda: torch.nn.Sequential(MyLinear(3, 4)),
          JacnetTypeError, ["MyLinear (a subclass of torch.nn.Linear", "at position 0"]),
         (lambda: torch.nn.Sequential(torch.nn.Softmax(dim=0)), JacnetValueError, ["dim=0", "position 0"]),
@@ -285,6 +290,210 @@ def test_save_onnx_is_atomic_and_names_an_unwritable_path(tmp_path: Path) -> Non
     with pytest.raises(ModelFileError, match="it is a directory"):
         save_onnx(model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temporary files left
+
+
+# Convolutional networks -------------------------------------------------------------------------
+
+
+def cnn_1d(dtype: Any, rng: np.random.Generator) -> jacnet.Sequential:
+    """(N, 2, 12) -> (N, 3): Conv1D, BatchNorm (torch's BatchNorm1d), max and average pooling,
+    LayerNorm over (C, L), Flatten, Dropout, Affine."""
+    return jacnet.Sequential([
+        Conv1D(2, 4, 3, padding=1, rng=rng, dtype=dtype), BatchNorm(4, dtype=dtype), jacnet.ReLU(),
+        MaxPool1D(2), AvgPool1D(3, stride=1, padding=1), LayerNorm((4, 6), dtype=dtype), Flatten(),
+        Dropout(0.3, rng=rng), jacnet.Affine(24, 3, rng=rng, dtype=dtype)])
+
+
+def cnn_2d(dtype: Any, rng: np.random.Generator) -> jacnet.Sequential:
+    """(N, 1, H, W) -> (N, 3), any H >= 4, W >= 5: Conv2D, BatchNorm (BatchNorm2d), both poolings,
+    a strided non-square Conv2D, GlobalAvgPool, LayerNorm, Affine."""
+    return jacnet.Sequential([
+        Conv2D(1, 3, 3, padding=1, rng=rng, dtype=dtype), BatchNorm(3, dtype=dtype), jacnet.Tanh(),
+        MaxPool2D(2, stride=1), AvgPool2D(2, padding=1), Conv2D(3, 4, (2, 3), stride=(1, 2), rng=rng,
+                                                                 dtype=dtype),
+        jacnet.LeakyReLU(0.2), GlobalAvgPool(), LayerNorm(4, dtype=dtype),
+        jacnet.Affine(4, 3, rng=rng, dtype=dtype)])
+
+
+CNNS = {"cnn_1d": (cnn_1d, (2, 12)), "cnn_2d": (cnn_2d, (1, 7, 7))}
+
+
+@functools.cache
+def _trained(name: str, dtype: Any) -> jacnet.Sequential:
+    build, shape = CNNS[name]
+    rng = np.random.default_rng(0)
+    model = build(dtype, rng)
+    X = rng.standard_normal((64, *shape)).astype(dtype) * 2 + 0.5
+    y = rng.integers(0, 3, 64)
+    jacnet.fit(model, X, y, loss=jacnet.SoftmaxCrossEntropy(), epochs=2, batch_size=16, seed=0, verbose=0)
+    return model
+
+
+def trained_cnn(name: str, dtype: Any) -> jacnet.Sequential:
+    """The network trained a few steps with jacnet.fit (BatchNorm's running statistics moved)."""
+    model = copy.deepcopy(_trained(name, dtype))
+    for layer in model.layers:
+        if isinstance(layer, BatchNorm):
+            assert not np.allclose(layer.buffers["running_mean"], 0)
+            assert not np.allclose(layer.buffers["running_var"], 1)
+    return model
+
+
+def cnn_input(name: str, dtype: Any, n: int, seed: int = 1) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal((n, *CNNS[name][1])) * 2 + 0.5).astype(dtype)
+
+
+def test_the_test_networks_hold_every_layer_type() -> None:
+    from jacnet.registry import LAYERS
+
+    used = {type(layer) for build, _ in CNNS.values()
+            for layer in build(np.float64, np.random.default_rng(0)).layers}
+    used |= {type(make()) for make in ACTIVATIONS.values()} | {jacnet.Affine}
+    assert used == set(LAYERS.values())
+
+
+def assert_close(out: np.ndarray, expected: np.ndarray, rtol_float64: float) -> None:
+    """float64: within ``rtol_float64`` relative everywhere; float32: as the MLP tests."""
+    assert out.dtype == expected.dtype and out.shape == expected.shape
+    if expected.dtype == np.float64:
+        assert rel_error(out, expected) <= rtol_float64, rel_error(out, expected)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * float(np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(CNNS))
+def test_cnn_to_torch_equals_predict_and_from_torch_keeps_it_bitwise(name: str, dtype: Any) -> None:
+    model = trained_cnn(name, dtype)
+    module = to_torch(model)
+    assert len(module) == len(model.layers) and not module.training
+    kinds = [type(child).__name__ for child in module]
+    assert ("BatchNorm1d" if name == "cnn_1d" else "BatchNorm2d") in kinds
+    X = cnn_input(name, dtype, 9)
+    assert_close(torch_output(module, X), model.predict(X), 1e-6)
+    back = from_torch(module)
+    assert [type(layer) for layer in back.layers] == [type(layer) for layer in model.layers]
+    assert [layer.config() for layer in back.layers] == [layer.config() for layer in model.layers]
+    assert back.params.keys() == model.params.keys()
+    for key, value in model.params.items():
+        assert back.params[key].dtype == value.dtype and back.params[key].tobytes() == value.tobytes(), key
+    for ours, theirs in zip(model.layers, back.layers, strict=True):
+        for key, value in getattr(ours, "buffers", {}).items():
+            assert theirs.buffers[key].tobytes() == value.tobytes(), key
+    np.testing.assert_array_equal(back.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(CNNS))
+def test_cnn_onnx_runtime_equals_predict(name: str, dtype: Any) -> None:
+    model = trained_cnn(name, dtype)
+    proto = to_onnx(model)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    expected_dims = ["N", 2, "L"] if name == "cnn_1d" else ["N", 1, "H", "W"]
+    assert [d.dim_param or d.dim_value for d in dims] == expected_dims
+    out_dims = proto.graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in out_dims] == ["N", 3]
+    ops = {node.op_type for node in proto.graph.node}
+    # float64 convolves by window slices and normalises in jacnet's own steps (ONNX Runtime has
+    # no float64 Conv; the normalisations' epsilon attribute is float32).
+    native = {"Conv", "AveragePool", "BatchNormalization", "LayerNormalization"} & ops
+    assert native == (set() if dtype == np.float64 else {"Conv", "AveragePool", "BatchNormalization",
+                                                          "LayerNormalization"})
+    inputs = [cnn_input(name, dtype, n, seed) for n, seed in ((1, 2), (17, 3))]
+    if name == "cnn_2d":  # any image size: the spatial axes are dynamic too
+        inputs.append(np.random.default_rng(4).standard_normal((5, 1, 10, 6)).astype(dtype))
+    for X in inputs:
+        out, expected = run_onnx(proto, X), model.predict(X)
+        assert_close(out, expected, 1e-5)
+        if dtype == np.float64:  # to rounding: 1e-12 of the largest output
+            assert float(np.max(np.abs(out - expected))) <= 1e-12 * float(np.abs(expected).max())
+
+
+def test_from_torch_imports_a_torch_cnn() -> None:
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3, padding="same", bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.MaxPool2d((2, 1)), torch.nn.Conv2d(4, 5, (1, 3), stride=2, padding=(0, 1)),
+        torch.nn.AvgPool2d(2, stride=1, padding=1), torch.nn.Dropout(0.25),
+        torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d((1, 1)), torch.nn.Flatten()),
+        torch.nn.LayerNorm(5, bias=False), torch.nn.Linear(5, 2),
+    ).double()
+    with torch.no_grad():  # running statistics as training would leave them
+        module[1].running_mean.uniform_(-1, 1)
+        module[1].running_var.uniform_(0.5, 2)
+    module.eval()
+    model = from_torch(module)
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Conv2D", "BatchNorm", "ReLU", "MaxPool2D", "Conv2D", "AvgPool2D", "Dropout", "GlobalAvgPool",
+        "LayerNorm", "Affine"]
+    assert model.layers[0].padding == (1, 1) and model.layers[6].p == 0.25
+    np.testing.assert_array_equal(model.params["0.b"], np.zeros(4))
+    np.testing.assert_array_equal(model.layers[1].buffers["running_var"], module[1].running_var.numpy())
+    X = np.random.default_rng(0).standard_normal((3, 2, 8, 6))
+    assert rel_error(model.predict(X), torch_output(module, X)) <= 1e-12
+    # A 1-D one, float32, with the Flatten after a convolution kept as jacnet's Flatten.
+    module = torch.nn.Sequential(torch.nn.Conv1d(3, 2, 2), torch.nn.Flatten(), torch.nn.Linear(8, 1))
+    model = from_torch(module)
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv1D", "Flatten", "Affine"]
+    X = np.random.default_rng(1).standard_normal((4, 3, 5)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(X), torch_output(module, X), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "fragments"),
+    [
+        (lambda: torch.nn.Conv1d(2, 2, 3, padding_mode="reflect"), JacnetValueError,
+         ["padding_mode='zeros'", "padding_mode='reflect'", "Conv1d at position 0"]),
+        (lambda: torch.nn.Conv2d(2, 2, 3, dilation=2), JacnetValueError, ["dilation=1", "(2, 2)"]),
+        (lambda: torch.nn.Conv2d(2, 2, 3, groups=2), JacnetValueError, ["groups=1", "groups=2"]),
+        (lambda: torch.nn.Conv1d(2, 2, 2, padding="same"), JacnetValueError, ["odd kernel"]),
+        (lambda: torch.nn.MaxPool1d(2, dilation=2), JacnetValueError, ["dilation=1", "MaxPool1d"]),
+        (lambda: torch.nn.MaxPool2d(2, ceil_mode=True), JacnetValueError, ["ceil_mode=False"]),
+        (lambda: torch.nn.MaxPool2d(2, return_indices=True), JacnetValueError, ["return_indices=False"]),
+        (lambda: torch.nn.AvgPool1d(2, ceil_mode=True), JacnetValueError, ["ceil_mode=False"]),
+        (lambda: torch.nn.AvgPool2d(2, count_include_pad=False), JacnetValueError,
+         ["count_include_pad=True", "count_include_pad=False"]),
+        (lambda: torch.nn.AvgPool2d(2, divisor_override=3), JacnetValueError, ["divisor_override=None"]),
+        (lambda: torch.nn.BatchNorm1d(3, affine=False), JacnetValueError, ["affine=True"]),
+        (lambda: torch.nn.BatchNorm2d(3, track_running_stats=False), JacnetValueError,
+         ["track_running_stats=True"]),
+        (lambda: torch.nn.BatchNorm1d(3, momentum=None), JacnetValueError, ["momentum=None"]),
+        (lambda: torch.nn.LayerNorm(3, elementwise_affine=False), JacnetValueError,
+         ["elementwise_affine=True"]),
+        (lambda: torch.nn.Sequential(torch.nn.Conv1d(1, 1, 1), torch.nn.AdaptiveAvgPool1d(2)),
+         JacnetValueError, ["output_size=1", "AdaptiveAvgPool1d at position 1"]),
+        (lambda: torch.nn.Sequential(torch.nn.Conv1d(1, 1, 1), torch.nn.AdaptiveAvgPool1d(1),
+                                     torch.nn.ReLU()),
+         JacnetValueError, ["Flatten() right after AdaptiveAvgPool1d at position 1", "position 2"]),
+        (lambda: torch.nn.Sequential(torch.nn.Conv1d(1, 1, 1), torch.nn.AdaptiveAvgPool1d(1)),
+         JacnetValueError, ["Flatten() right after", "the end of the network"]),
+        (lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.Flatten(2)),
+         JacnetValueError, ["start_dim=1", "Flatten at position 1"]),
+    ],
+)
+def test_from_torch_refuses_cnn_settings_by_name(build: Any, error: type[Exception],
+                                                 fragments: list[str]) -> None:
+    with pytest.raises(error) as info:
+        from_torch(build())
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_cli_export_check_and_jacobian_take_a_saved_cnn(tmp_path: Path) -> None:
+    model = trained_cnn("cnn_1d", np.float64)
+    jacnet.save(model, tmp_path / "cnn.jacnet")
+    done = jacnet_cli("export", "cnn.jacnet", "--to", "onnx", "cnn.onnx", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "input X of shape (N, 2, L)" in done.stdout
+    X = cnn_input("cnn_1d", np.float64, 6)
+    out = run_onnx(onnx.load_model_from_string((tmp_path / "cnn.onnx").read_bytes()), X)
+    assert rel_error(out, model.predict(X)) <= 1e-5
+    # The input's length: the smallest from 3 that the Flatten -> Affine(24, 3) takes, 12.
+    done = jacnet_cli("check", "--model", "cnn.jacnet", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "random X of shape 2x2x12" in done.stdout and "gradients agree" in done.stdout
+    done = jacnet_cli("jacobian", "--model", "cnn.jacnet", "--wrt", "0.W", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "expanded Jacobian ∂Y/∂0.W: shape (2, 3, 4, 2, 3)" in done.stdout
 
 
 # Missing extras -------------------------------------------------------------------------------
@@ -426,3 +635,10 @@ def test_the_readme_export_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
         if "--model" in args:  # the export line needs a trained digits model: tested above
             done = jacnet_cli(*args[1:], cwd=tmp_path)
             assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_cli_model_without_a_fitting_input_size_is_one_line(tmp_path: Path) -> None:
+    # A kernel longer than any length tried: no input the network takes, said once, by flag.
+    jacnet.save(jacnet.Sequential([Conv1D(1, 2, 70, rng=0, dtype=np.float64)]), tmp_path / "long.jacnet")
+    one_line_error(jacnet_cli("check", "--model", "long.jacnet", cwd=tmp_path),
+                   "jacnet check --model expects a network that takes (N, 1, L)", "from 3 to 64")

@@ -36,6 +36,7 @@ from jacnet.errors import (
     JacobianTooLargeError,
     ShapeError,
 )
+from jacnet.export import input_dims
 from jacnet.io import load
 from jacnet.jacobian import (
     MAX_JACOBIAN_ENTRIES,
@@ -213,21 +214,38 @@ def _in_dtype(model: Sequential, dtype: np.dtype[Any]) -> Sequential:
     return clone
 
 
-def _input_width(model: Sequential) -> int:
-    """The features the network takes: the first layer's that fixes it (activations keep the width)."""
-    widths = (getattr(layer, "in_features", None) for layer in model.layers)
-    return next((w for w in widths if isinstance(w, int)), 3)
+#: Sizes tried on a network's free input axes (a sequence's length, an image's sides).
+INPUT_SIZES = range(3, 65)
+
+
+def _input_shape(model: Sequential, command: str) -> tuple[int, ...]:
+    """One sample's shape: the sizes the layers fix (:func:`jacnet.export.input_dims`: the
+    first layer's features or channels), and on the free axes (spatial sizes; the features of
+    a network of activations) the smallest size from 3 on that the whole network takes."""
+    dims = input_dims(model)
+    for size in INPUT_SIZES:
+        shape = tuple(d if isinstance(d, int) else size for d in dims)
+        try:
+            model.predict(np.zeros((1, *shape), dtype=model.dtype))
+        except JacnetError:  # the sizes do not fit (a window larger than the input, a Flatten
+            continue         # before an Affine of another width): try the next
+        return shape
+    sample = ", ".join(map(str, dims))
+    raise JacnetValueError(f"{command} --model expects a network that takes (N, {sample}) with the "
+                           f"free sizes from {INPUT_SIZES.start} to {INPUT_SIZES.stop - 1}, got one "
+                           "that takes none of them")
 
 
 def load_model_example(path: Path, batch: int, dtype: np.dtype[Any], rng: np.random.Generator,
                        command: str) -> tuple[Sequential, FloatArray]:
-    """The network in model file ``path`` (in ``dtype``) and a random ``(batch, in)`` input.
+    """The network in model file ``path`` (in ``dtype``) and a random ``(batch, *sample)`` input,
+    the sample's shape from the network's layers (:func:`_input_shape`).
 
     Refuses with :class:`JacobianTooLargeError` a network whose expanded Jacobians (the chain's
     intermediate products included) would exceed ``MAX_JACOBIAN_ENTRIES`` entries at this batch.
     """
     model = _in_dtype(load(path), dtype)
-    X = _values(rng, (batch, _input_width(model)), "normal").astype(dtype)
+    X = _values(rng, (batch, *_input_shape(model, command)), "normal").astype(dtype)
     # Sequential.jacobian multiplies ∂(layer l's output)/∂A into the chain for every layer l from
     # A's own on: the largest of those products is what materialising costs.
     sizes, A = [], X
@@ -561,7 +579,7 @@ def run(args: argparse.Namespace) -> int:
         model, X = load_model_example(args.model, batch, dtype, rng, "jacnet check")
         cases = [Case(model, X)]
         print(f"Checking the network in {args.model} ({len(model.layers)} layers, {model.n_params:,} "
-              f"parameters) on a random X of shape {X.shape[0]}x{X.shape[1]}, {dtype.name}, seed "
+              f"parameters) on a random X of shape {'x'.join(map(str, X.shape))}, {dtype.name}, seed "
               f"{args.seed}:")
         print("dX and every parameter's gradient by backward, by the chained expanded Jacobians, and by")
         print("central finite differences.")

@@ -1,6 +1,7 @@
 """``jacnet export MODEL --to onnx OUT.onnx``: a saved network as an ONNX model (opset 17).
 
-The graph comes from :func:`jacnet.export.save_onnx`: input ``"X"`` of shape ``(N, in)``,
+The graph comes from :func:`jacnet.export.save_onnx`: input ``"X"`` of shape ``(N, in)`` (``(N,
+C, L)`` or ``(N, C, H, W)`` for a convolutional network, the spatial sizes free),
 output ``"Y"`` (what ``Sequential.predict`` returns), ``N`` dynamic, the model's float32 or
 float64 kept, written atomically. Needs the ``onnx`` extra (``pip install 'jacnet[onnx]'``).
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jacnet.errors import JacnetValueError, ModelFileError
-from jacnet.export import OPSET, save_onnx
+from jacnet.export import OPSET, input_dims, save_onnx
 from jacnet.io import load
 
 __all__ = ["FORMATS", "add_parsers", "run"]
@@ -28,9 +29,10 @@ def add_parsers(sub: Any) -> None:
         help=f"write a saved model as ONNX (opset {OPSET})",
         description=(
             f"Write a jacnet model file as an ONNX model (opset {OPSET}) that ONNX Runtime runs: input\n"
-            "\"X\" of shape (N, in), output \"Y\" (what jacnet predict computes before labels or\n"
-            "probabilities: the logits of a model trained with a fused loss), N dynamic, float32 or\n"
-            "float64 as the model. Needs pip install 'jacnet[onnx]'. From Python, jacnet.export\n"
+            "\"X\" of shape (N, in), or (N, C, L) / (N, C, H, W) for a convolutional network, output\n"
+            "\"Y\" (what jacnet predict computes before labels or probabilities: the logits of a model\n"
+            "trained with a fused loss), N and the spatial sizes dynamic, float32 or float64 as the\n"
+            "model. Needs pip install 'jacnet[onnx]'. From Python, jacnet.export\n"
             "also converts to and from PyTorch (to_torch, from_torch)."
         ),
         epilog="example:\n  jacnet export runs/digits/model.jacnet --to onnx digits.onnx",
@@ -52,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
         raise JacnetValueError(f"export --to onnx: {exc}") from None
     except ModelFileError as exc:
         raise JacnetValueError(f"export OUT expects a writable file: {exc}") from None
-    width = model.in_features if model.in_features is not None else "?"
-    print(f"wrote {args.out} (ONNX opset {OPSET}, {model.dtype.name}, input X of shape (N, {width}))")
+    shape = ", ".join(map(str, ("N", *input_dims(model))))
+    print(f"wrote {args.out} (ONNX opset {OPSET}, {model.dtype.name}, input X of shape ({shape}))")
     return 0
