@@ -53,13 +53,20 @@ class Callback:
         """Take back what :meth:`state` returned; the next ``on_train_begin`` keeps it."""
 
 
+def _model_arrays(model: Any) -> dict[str, FloatArray]:
+    """What a model's predictions depend on: its parameters and its buffers (running
+    statistics), the layers' own arrays, by name."""
+    return {**model.params, **{f"buffer:{k}": v for k, v in model.buffers.items()}}
+
+
 def _copy_params(params: dict[str, FloatArray]) -> dict[str, FloatArray]:
     return {k: v.copy() for k, v in params.items()}
 
 
 def _restore_params(params: dict[str, FloatArray], saved: dict[str, FloatArray]) -> None:
     for k, v in params.items():
-        v[...] = saved[k]
+        if k in saved:
+            v[...] = saved[k]
 
 
 def _json_number(value: float) -> float | None:
@@ -150,7 +157,7 @@ class EarlyStopping(Callback):
         if score < self.best - self.min_delta:
             self.best, self.best_epoch, self._wait = score, epoch, 0
             if self.restore_best_weights:
-                self._best_weights = _copy_params(run.model.params)
+                self._best_weights = _copy_params(_model_arrays(run.model))
             return
         self._wait += 1
         if self._wait >= self.patience:
@@ -159,7 +166,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, run: Run) -> None:
         if self.restore_best_weights and self._best_weights is not None:
-            _restore_params(run.model.params, self._best_weights)
+            _restore_params(_model_arrays(run.model), self._best_weights)
             run.message(f"early stopping: restored the weights of epoch {self.best_epoch + 1} "
                         f"({self.monitor} {abs(self.best):.4f})")
 
@@ -274,7 +281,7 @@ class NonFiniteGuard(Callback):
         params = run.model.params
         if not all(all_finite(p) for p in params.values()):
             raise NonFiniteError("fit model expects finite weights, got NaN or infinity")
-        self._snapshot, self._snapshot_epoch = _copy_params(params), run.epoch - 1
+        self._snapshot, self._snapshot_epoch = _copy_params(_model_arrays(run.model)), run.epoch - 1
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], run: Run) -> None:
         params = run.model.params
@@ -285,7 +292,7 @@ class NonFiniteGuard(Callback):
         state = getattr(run.optimizer, "_state", {})
         if not all(all_finite(a) for slots in state.values() for a in slots.values()):
             self.fail(run, "the optimizer's state overflowed (gradients too large: standardise X?)")
-        self._snapshot, self._snapshot_epoch = _copy_params(params), epoch
+        self._snapshot, self._snapshot_epoch = _copy_params(_model_arrays(run.model)), epoch
 
     def fail(self, run: Run, what: str) -> None:
         """Keep or restore the last finite weights, then raise NonFiniteError."""
@@ -294,7 +301,7 @@ class NonFiniteGuard(Callback):
             kept = "the model keeps the (finite) weights that produced it"
         else:
             if self._snapshot is not None:
-                _restore_params(params, self._snapshot)
+                _restore_params(_model_arrays(run.model), self._snapshot)
             when = ("the start of training" if self._snapshot_epoch < 0
                     else f"the end of epoch {self._snapshot_epoch + 1}")
             kept = f"the model was reset to the last finite weights, from {when}"

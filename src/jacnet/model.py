@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -85,10 +86,17 @@ class Sequential:
         self.layers: list[Layer] = list(layers)
         if not self.layers:
             raise JacnetValueError("Sequential layers expects at least one Layer, got none")
+        seen: dict[int, int] = {}
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise JacnetTypeError(
                     f"Sequential layers[{i}] expects a jacnet Layer, got {describe(layer)}")
+            if id(layer) in seen:  # one object, two places: each call would overwrite the other's
+                raise JacnetValueError(
+                    f"Sequential layers[{i}] expects a layer of its own, got the same "
+                    f"{type(layer).__name__} object as layers[{seen[id(layer)]}]; build a second "
+                    "one (shared weights are not supported)")
+            seen[id(layer)] = i
         if loss is not None and not isinstance(loss, Loss):
             raise JacnetTypeError(f"Sequential loss expects a jacnet Loss or None, got {describe(loss)}")
         #: The loss the network is trained with; ``fit`` and ``evaluate`` use it by default, and
@@ -181,13 +189,25 @@ class Sequential:
         for layer in self.layers:
             layer.clear()
 
+    @contextmanager
+    def inference(self) -> Iterator[list[Layer]]:
+        """Within the block: :meth:`inference_layers` under ``inference_mode``; afterwards each
+        layer's own ``train(its mode)`` runs again, so a layer whose ``train`` reaches into
+        layers it shares with its copy is put back as it was."""
+        try:
+            with inference_mode():
+                yield self.inference_layers()
+        finally:
+            for layer in self.layers:
+                layer.train(layer.training)
+
     def inference_layers(self) -> list[Layer]:
         """Shallow copies of the layers in inference mode: they share the parameters, and
         nothing a forward keeps reaches the network's own layers (how ``predict`` runs)."""
         twins = []
         for layer in self.layers:
             twin = copy.copy(layer)
-            twin.training = False
+            twin.train(False)  # the layer's own train(), overrides included
             twins.append(twin)
         return twins
 
@@ -197,6 +217,11 @@ class Sequential:
     def params(self) -> dict[str, FloatArray]:
         """``{"<layer index>.<name>": array}``: the layers' own arrays, not copies."""
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+
+    @property
+    def buffers(self) -> dict[str, FloatArray]:
+        """``{"<layer index>.<name>": array}``: the layers' buffers (running statistics)."""
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.buffers.items()}
 
     @property
     def grads(self) -> dict[str, FloatArray]:
@@ -241,9 +266,8 @@ class Sequential:
         batch_size = check_positive_int(batch_size, "Sequential.predict batch_size")
         X = as_float_array(X, "Sequential.predict X", ndim=(1, 2, 3, 4, 5), dtype=self.dtype,
                            min_features=1)
-        layers = self.inference_layers()
         try:  # overflow inside is reported below, not as NumPy RuntimeWarnings
-            with inference_mode(), np.errstate(over="ignore", invalid="ignore"):
+            with self.inference() as layers, np.errstate(over="ignore", invalid="ignore"):
                 if X.shape[0] <= batch_size:
                     out = self._run(layers, X)
                 else:
@@ -325,8 +349,8 @@ class Sequential:
         if input_shape is not None:
             try:
                 A = np.zeros((1, *input_shape), dtype=self.dtype)
-                with inference_mode():
-                    for layer in self.inference_layers():
+                with self.inference() as layers:
+                    for layer in layers:
                         A = layer.forward(A)
                         shapes.append("(N, " + ", ".join(str(d) for d in A.shape[1:]) + ")")
             except Exception:  # a layer refused the zero sample: show what the widths say

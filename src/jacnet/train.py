@@ -48,7 +48,7 @@ from jacnet.errors import (
     NonFiniteError,
     ShapeError,
 )
-from jacnet.layers import Sigmoid, Softmax, _handed, inference_mode
+from jacnet.layers import Sigmoid, Softmax, _handed
 from jacnet.losses import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
@@ -130,12 +130,20 @@ class Run:
             "epochs": self.epochs,
             "seed": self.seed,
             "shuffle_rng": self.shuffle_rng.bit_generator.state,
+            # A layer's own random stream (a dropout's masks) resumes where it was.
+            "layer_rngs": {str(i): rng.bit_generator.state for i, rng in _layer_rngs(self.model)},
             "history": self.history.to_dict(),
             "callbacks": [{"type": type(c).__name__, "state": c.state()} for c in self.callbacks],
         }
 
     def message(self, text: str) -> None:
         self.progress.message(text)
+
+
+def _layer_rngs(model: Sequential) -> list[tuple[int, np.random.Generator]]:
+    """The layers' own generators (``layer.rng``), by position."""
+    found = ((i, getattr(layer, "rng", None)) for i, layer in enumerate(model.layers))
+    return [(i, rng) for i, rng in found if isinstance(rng, np.random.Generator)]
 
 
 def _resolve_loss(model: Sequential, loss: Loss | None, where: str) -> Loss:
@@ -213,9 +221,8 @@ def _batched_outputs(model: Sequential, X: FloatArray, rows: NDArray[np.intp] | 
                      batch_size: int) -> FloatArray:
     """The model's outputs in inference mode (see ``Sequential.predict``), batch by batch."""
     n = X.shape[0] if rows is None else rows.shape[0]
-    layers = model.inference_layers()
     parts = []
-    with inference_mode():
+    with model.inference() as layers:
         for s in range(0, n, batch_size):
             Xb = X[s:s + batch_size] if rows is None else np.take(X, rows[s:s + batch_size], axis=0)
             parts.append(model._run(layers, Xb))
@@ -321,6 +328,10 @@ def _restore_checkpoint(model: Sequential, optimizer: Optimizer | None, path: st
                                f"got one with parameters {sorted(saved)} from {path}")
     for k, p in params.items():
         p[...] = saved[k]
+    saved_buffers = checkpoint.model.buffers
+    for k, b in model.buffers.items():  # running statistics: part of what the model computes
+        if k in saved_buffers and saved_buffers[k].shape == b.shape:
+            b[...] = saved_buffers[k]
     if checkpoint.optimizer is None:
         raise JacnetValueError(f"fit resume expects a checkpoint with optimizer state, got none in {path}")
     if optimizer is None:
@@ -464,6 +475,10 @@ def fit(
     shuffle_rng = np.random.default_rng(np.random.SeedSequence(base_seed).spawn(2)[1])
     if resume is not None:
         shuffle_rng.bit_generator.state = state["shuffle_rng"]
+        saved_rngs = state.get("layer_rngs", {})
+        for i, rng in _layer_rngs(model):
+            if str(i) in saved_rngs:
+                rng.bit_generator.state = saved_rngs[str(i)]
 
     model.loss = loss
     n = train_rows.shape[0]
@@ -588,6 +603,6 @@ def fit(
         model.clear()
         loss.clear()
         for layer, mode in zip(model.layers, modes, strict=True):
-            layer.training = mode
+            layer.train(mode)
     return history
 
