@@ -518,3 +518,86 @@ def test_the_command_line_says_the_unfused_warning_in_one_line(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     warning = [line for line in done.stderr.splitlines() if "warning" in line]
     assert len(warning) == 1 and warning[0].startswith("jacnet train: warning: Sigmoid followed by")
+
+
+# Found in review ---------------------------------------------------------------------------
+
+
+def test_a_wrong_backward_params_is_caught_even_when_backward_is_right() -> None:
+    class FastPathOff(Affine):
+        def backward_params(self, dZ: Any) -> None:
+            super().backward_params(dZ)
+            self.grads["W"] = self.grads["W"] * 1.01  # fit's path, 1% off
+
+        def backward(self, dZ: Any) -> Any:  # right, and independent of backward_params
+            X = self._saved
+            self.grads["W"], self.grads["b"] = X.T @ dZ, dZ.sum(axis=0)
+            return dZ @ self.params["W"].T
+
+    model = Sequential([FastPathOff(3, 4, rng=0), Tanh(), Affine(4, 3, rng=1)])
+    X, y = blobs(n=6)
+    report = check_gradients(model, X, loss=SoftmaxCrossEntropy(), target=y)
+    assert [c.quantity for c in report.failures] == ["d0.W (backward_params)"]
+
+
+def _bn_dropout_model() -> Sequential:
+    return Sequential([Affine(3, 8, rng=0), jacnet.BatchNorm(8), ReLU(), jacnet.Dropout(0.3, rng=1),
+                       Affine(8, 3, rng=2)])
+
+
+def test_resume_keeps_batch_norm_statistics_and_dropout_masks(tmp_path: Path) -> None:
+    X, y = blobs(n=48)
+
+    def run(callbacks: list[Callback], resume: Any = None) -> Sequential:
+        model = _bn_dropout_model()
+        fit(model, X, y, loss=SoftmaxCrossEntropy(), optimizer=Adam(0.01), epochs=5, batch_size=8,
+            seed=2, verbose=0, callbacks=callbacks, resume=resume)
+        return model
+
+    full = run([])
+    path = tmp_path / "ckpt.jacnet"
+    with pytest.raises(KeyboardInterrupt):
+        run([ModelCheckpoint(path), Crash(3)])
+    resumed = run([ModelCheckpoint(path)], resume=path)
+    for k, p in full.params.items():
+        np.testing.assert_array_equal(resumed.params[k], p, err_msg=k)
+    for k, b in full.buffers.items():
+        np.testing.assert_array_equal(resumed.buffers[k], b, err_msg=k)
+
+
+def test_early_stopping_restores_batch_norm_statistics_with_the_weights() -> None:
+    X, y = blobs(n=48)
+    Xv, yv = blobs(n=16, seed=4)
+    model = _bn_dropout_model()
+    stopper = EarlyStopping("val_loss", patience=1, restore_best_weights=True)
+    history = fit(model, X, y, loss=SoftmaxCrossEntropy(), optimizer=Adam(0.2), epochs=30,
+                  batch_size=8, seed=0, verbose=0, validation=(Xv, yv), callbacks=[stopper])
+    best = history["val_loss"][stopper.best_epoch]
+    assert evaluate(model, Xv, yv, loss=SoftmaxCrossEntropy())["loss"] == pytest.approx(best, rel=1e-6)
+
+
+@pytest.mark.parametrize("case", ["maxpool-ties", "saturated-sigmoid-bce", "saturated-softmax-cce"])
+def test_no_false_alarm_at_ties_and_saturation(case: str) -> None:
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        if case == "maxpool-ties":
+            model = Sequential([jacnet.MaxPool1D(2), jacnet.Flatten(), Affine(4, 3, rng=seed)])
+            X = np.round(rng.standard_normal((8, 1, 8))).astype(np.float32)
+            loss: Any = SoftmaxCrossEntropy()
+            target = rng.integers(0, 3, 8)
+        elif case == "saturated-sigmoid-bce":
+            model = Sequential([Affine(5, 1, rng=seed), Sigmoid()])
+            X = (30 * rng.standard_normal((8, 5))).astype(np.float32)
+            loss, target = BinaryCrossEntropy(), rng.integers(0, 2, (8, 1))
+        else:
+            model = Sequential([Affine(5, 3, rng=seed), jacnet.Softmax()])
+            X = (30 * rng.standard_normal((8, 5))).astype(np.float32)
+            loss, target = jacnet.CategoricalCrossEntropy(), rng.integers(0, 3, 8)
+        report = check_gradients(model, X, loss=loss, target=target)
+        assert report.ok, str(report)
+
+
+def test_the_same_layer_object_twice_in_a_network_is_refused() -> None:
+    layer = Affine(3, 3, rng=0)
+    with pytest.raises(JacnetValueError, match=r"layers\[2\] expects a layer of its own"):
+        Sequential([layer, ReLU(), layer])

@@ -30,7 +30,7 @@ from jacnet._validation import (
 )
 from jacnet.errors import JacnetError, JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.layers import Layer, uses_backward_params
-from jacnet.losses import Loss
+from jacnet.losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
 
 __all__ = [
     "MAX_JACOBIAN_ENTRIES",
@@ -186,6 +186,7 @@ class _Differences:
     central: FloatArray
     forward: FloatArray   # (f(a + h) - f(a)) / h
     backward: FloatArray  # (f(a) - f(a - h)) / h
+    magnitude: float      # max |f(a)|: each difference carries about eps·magnitude/h of rounding
 
 
 def _differences(f: Callable[[], FloatArray], A: FloatArray, h: float, where: str, wrt: str
@@ -223,7 +224,7 @@ def _differences(f: Callable[[], FloatArray], A: FloatArray, h: float, where: st
         central[:, k] = (f_plus - f_minus) / (up + down)
         forward[:, k] = (f_plus - f0) / up
         backward[:, k] = (f0 - f_minus) / down
-    return _Differences(central, forward, backward)
+    return _Differences(central, forward, backward, float(np.max(np.abs(f0), initial=0.0)))
 
 
 def numerical_jacobian(
@@ -369,7 +370,16 @@ def _compare(
         right, left = (np.asarray(x, dtype=np.float64) for x in bounds)
         low, high = np.minimum(left, right), np.maximum(left, right)
         slack = atol + rtol * np.maximum(np.abs(low), np.abs(high))
-        kink = (badness > 1) & (high - low > slack) & (a >= low - slack) & (a <= high + slack)
+        # One-sided slopes carry an O(h·f'') truncation error; a tenth of the jump absorbs it
+        # (backward sits on one side of the jump, a 1% error of a smooth gradient does not).
+        jump = high - low
+        margin = slack + 0.1 * jump
+        bracketed = (a >= low - margin) & (a <= high + margin)
+        # A jump of a tenth of the slopes themselves is a corner, not curvature: the point sits
+        # on it (several ReLUs at exactly 0, a max-pool tie) and no step resolves it; backward's
+        # value there follows the subgradient convention, which the Jacobian reference checks.
+        corner = jump > 0.1 * np.maximum(np.maximum(np.abs(low), np.abs(high)), np.abs(a))
+        kink = (badness > 1) & (jump > slack) & (bracketed | corner)
         kinks = int(np.count_nonzero(kink))
         badness = np.where(kink, 0.0, badness)
     worst = np.unravel_index(int(np.argmax(badness)), a.shape) if a.size else ()
@@ -381,6 +391,16 @@ def _compare(
 
 def _label(quantity: str, is_loss: bool) -> str:
     return "dŶ" if is_loss else f"d{quantity}"
+
+
+def _clipped(loss: Loss, P: Any) -> int:
+    """How many entries of the prediction ``P`` a loss on probabilities clips (within ``ε`` of
+    0 or 1): the clipped loss is flat there, its gradient (by the clipping policy) is not."""
+    if not isinstance(loss, (BinaryCrossEntropy, CategoricalCrossEntropy)):
+        return 0
+    P = np.asarray(P)
+    eps = np.finfo(P.dtype).eps
+    return int(np.count_nonzero((eps > P) | (1 - eps < P)))
 
 
 def _base(label: str) -> str:
@@ -471,8 +491,10 @@ def check_gradients(
     notes: list[str] = []
     name = type(module).__name__
 
+    clipped = 0  # predictions where a probability loss's clipping makes it flat
     if is_loss:
         m.forward(X, target)
+        clipped = _clipped(m, X)
         closed = {"X": np.array(m.backward())}
         compute_dtype = closed["X"].dtype
         upstream = None
@@ -485,6 +507,7 @@ def check_gradients(
             if dY is not None:
                 raise JacnetValueError(f"{where} dY expects None when a loss is given, got an array")
             scorer.forward(Y, target)
+            clipped = _clipped(scorer, Y)
             upstream = scorer.backward()
         elif dY is None:
             generator = as_rng(0 if rng is None else rng, f"{where} rng")
@@ -507,6 +530,13 @@ def check_gradients(
             if k in closed and not np.array_equal(g, closed[k], equal_nan=True):
                 closed[f"{k} (backward_params)"] = g
 
+    if clipped:
+        notes.append(
+            f"note: {clipped} predicted probabilit{'y lies' if clipped == 1 else 'ies lie'} within "
+            "ε of 0 or 1, where the loss clips them (see jacnet.losses): the clipped loss is flat "
+            "there while its gradient keeps the formula's slope, so finite differences cannot "
+            "judge backward and only the expanded Jacobian is compared (use the fused loss on "
+            "logits, or inputs that do not saturate)")
     dtype = np.dtype(compute_dtype)
     if trained_dtype != np.float64 and dtype == np.float64:
         notes.append(f"note: compared on a float64 copy of the {trained_dtype.name} {name}")
@@ -537,8 +567,12 @@ def check_gradients(
         A = inputs if quantity in ("X", "pred") else m.params[quantity]
         diff = _differences(functools.partial(f, m, inputs), A, step, where, quantity)
         reshape = A.shape
+        # The differences' own rounding error (eps·|f|/h per entry, summed over the contraction)
+        # is noise, not a disagreement: it joins the absolute tolerance of that comparison.
+        spread = 1.0
         if upstream is not None and scorer is None:
             weights = np.asarray(upstream, dtype=np.float64).ravel()
+            spread = float(np.sum(np.abs(weights)))
             numeric, right, left = (weights @ d for d in (diff.central, diff.forward, diff.backward))
             if analytic is not None:
                 analytic = np.tensordot(upstream, analytic, axes=upstream.ndim)
@@ -548,20 +582,24 @@ def check_gradients(
         references: dict[str, FloatArray] = {"numerical": numeric}
         if analytic is not None:
             references["jacobian"] = analytic
+            if clipped:  # finite differences of the clipped loss cannot judge the policy's slope
+                del references["numerical"]
         results = {}
         for ref_name, ref in references.items():
             if ref.shape != grad.shape:
                 raise ShapeError(f"{name}.backward gives {_label(quantity, is_loss)} of shape "
                                  f"{grad.shape}, expected {ref.shape}")
             bounds = (right, left) if ref_name == "numerical" else None
-            results[ref_name] = _compare(grad, ref, rtol, atol, bounds)
-        kinks = results["numerical"][5]
+            noise = 4 * np.finfo(np.float64).eps * diff.magnitude / step * spread
+            results[ref_name] = _compare(grad, ref, rtol, atol + (noise if bounds else 0.0), bounds)
+        kinks = results["numerical"][5] if "numerical" in results else 0
         if kinks:
             notes.append(
                 f"note: {name} {_label(quantity, is_loss)}: {kinks} entr{'y' if kinks == 1 else 'ies'} "
                 f"where the finite difference (step {step:g}) straddles a point where the function "
-                "is not differentiable (e.g. a ReLU input within the step of 0); backward lies "
-                "between the one-sided slopes there, a valid subgradient, so not counted as wrong")
+                "is not differentiable (a ReLU input within the step of 0, a max-pool tie): the "
+                "one-sided slopes differ there, so finite differences cannot judge backward "
+                "(the expanded Jacobian, where there is one, still does)")
         worst_ref = max(results, key=lambda r: results[r][3])
         abs_err = max(r[0] for r in results.values())
         rel_err = max(r[1] for r in results.values())
@@ -577,7 +615,7 @@ def check_gradients(
             backward_value=float(grad[worst_index]) if grad.size else 0.0,
             reference_value=float(references[worst_ref][worst_index]) if grad.size else 0.0,
             jacobian_ok=results["jacobian"][4] if "jacobian" in results else None,
-            numerical_ok=results["numerical"][4],
+            numerical_ok=results["numerical"][4] if "numerical" in results else True,
             ok=all(r[4] for r in results.values()),
             kinks=kinks,
         ))
