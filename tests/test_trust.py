@@ -601,3 +601,56 @@ def test_the_same_layer_object_twice_in_a_network_is_refused() -> None:
     layer = Affine(3, 3, rng=0)
     with pytest.raises(JacnetValueError, match=r"layers\[2\] expects a layer of its own"):
         Sequential([layer, ReLU(), layer])
+
+
+def test_an_optimizer_refuses_new_names_and_other_shapes() -> None:
+    rng = np.random.default_rng(0)
+    params = {"0.W": rng.standard_normal((3, 2)), "0.b": np.zeros(2)}
+    optimizer = Adam()
+    optimizer.step(params, {k: np.ones_like(v) for k, v in params.items()})
+    other = {"1.W": rng.standard_normal((3, 2))}
+    with pytest.raises(JacnetValueError, match=r"params\['1.W'\] expects a parameter this optimizer"):
+        optimizer.step(other, {"1.W": np.ones((3, 2))})
+    restored = Adam()
+    restored.load_state_dict(optimizer.state_dict())
+    wider = {"0.W": rng.standard_normal((3, 5)), "0.b": np.zeros(5)}
+    with pytest.raises(jacnet.ShapeError, match=r"params\['0.W'\] expects shape \(3, 2\)"):
+        restored.step(wider, {k: np.ones_like(v) for k, v in wider.items()})
+    np.testing.assert_array_equal(restored.state_dict()["state"]["m/0.W"],
+                                  optimizer.state_dict()["state"]["m/0.W"])  # refused: unchanged
+
+
+def test_a_subclass_that_overrides_forward_alone_is_not_judged_by_its_parents_jacobian() -> None:
+    class Swish(Sigmoid):
+        def forward(self, X: Any) -> Any:
+            self.X = np.array(X, dtype=np.float64)
+            self.s = super().forward(X)
+            return self.X * self.s
+
+        def backward(self, dY: Any) -> Any:
+            return dY * (self.s + self.X * self.s * (1 - self.s))
+
+    report = check_gradients(Swish(), np.random.default_rng(0).standard_normal((4, 3)))
+    assert report.ok, str(report)
+    assert "inherits jacobian() from Sigmoid" in str(report)
+
+
+def test_numerical_jacobian_of_a_float32_module_uses_a_float32_step() -> None:
+    layer = Affine(3, 2, rng=0)
+    X = np.random.default_rng(1).standard_normal((2, 3))
+    J = numerical_jacobian(layer, X)
+    exact = jacnet.expanded_jacobian(layer, X)
+    np.testing.assert_allclose(J, exact, rtol=2e-3, atol=2e-3)
+
+
+def test_callbacks_and_checkpoints_refuse_early() -> None:
+    X, y = blobs()
+    with pytest.raises(jacnet.JacnetTypeError, match="wrap it in a list"):
+        fit(build_mlp(3, [4], 3, rng=0), X, y, loss=SoftmaxCrossEntropy(), verbose=0,
+            callbacks=EarlyStopping())  # type: ignore[arg-type]
+    model = Sequential([Scale(3), Affine(3, 3, rng=0)])
+    before = model.params["1.W"].copy()
+    with pytest.raises(jacnet.JacnetTypeError, match="cannot be saved"):
+        fit(model, X, y, loss=SoftmaxCrossEntropy(), epochs=2, verbose=0,
+            callbacks=[ModelCheckpoint("never-written.jacnet")])
+    np.testing.assert_array_equal(model.params["1.W"], before)  # refused before any step

@@ -242,6 +242,9 @@ class ModelCheckpoint(Callback):
             self.best = score
 
     def on_train_begin(self, run: Run) -> None:
+        from jacnet.io import _encode
+
+        _encode(run.model, run.optimizer, None)  # a model that cannot be saved: say so now
         if self._resumed:  # keep the best score of the checkpointed run
             self._resumed = False
             return

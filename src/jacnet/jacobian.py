@@ -29,7 +29,7 @@ from jacnet._validation import (
     jacobian_limit,
 )
 from jacnet.errors import JacnetError, JacnetTypeError, JacnetValueError, ShapeError
-from jacnet.layers import Layer, uses_backward_params
+from jacnet.layers import Layer, _owner, uses_backward_params
 from jacnet.losses import BinaryCrossEntropy, CategoricalCrossEntropy, Loss
 
 __all__ = [
@@ -172,6 +172,8 @@ def expanded_jacobian(
         if isinstance(module, Loss):
             return module.jacobian(X, target)
         clone, Y = _prepare_copy(module, X, lambda m, A: m.forward(A))
+        # Before a user's jacobian() builds anything: its result has this shape.
+        check_jacobian_size(np.shape(Y), X.shape if wrt == "X" else clone.params[wrt].shape, where)
         J = clone.jacobian(X, wrt)
         if loss is None:
             return J
@@ -234,7 +236,7 @@ def numerical_jacobian(
     wrt: str = "X",
     target: Any = None,
     loss: Loss | None = None,
-    eps: float = 1e-6,
+    eps: float | None = None,
     max_entries: int = MAX_JACOBIAN_ENTRIES,
 ) -> FloatArray:
     """Central finite differences ``(f(a + ε) - f(a - ε)) / 2ε``, entry by entry.
@@ -243,15 +245,20 @@ def numerical_jacobian(
     ``module`` (its randomness fixed after one forward); nothing the caller passed is
     modified. ``X`` (or the parameter) is perturbed in the dtype the module computes in, and
     the step actually taken is measured after rounding, so a float32 module is differenced
-    correctly; a step that vanishes at an entry's magnitude (``eps=1e-6`` at ``x = 100`` in
-    float32) raises instead of giving zeros. Differences are accumulated in float64.
+    with the step it really took; a step that vanishes at an entry's magnitude (``eps=1e-6``
+    at ``x = 100`` in float32) raises instead of giving zeros. ``eps`` defaults to the
+    dtype's step (float64: 1e-6; float32: 1e-2, where rounding would swamp a smaller one: a
+    float32 module's differences are good to about 1e-3 relative; :func:`check_gradients`
+    compares on a float64 copy instead). Differences are accumulated in float64.
     """
     where = "numerical_jacobian"
     _prepared(module, target, loss, where)
     _check_wrt(module, wrt, where)
-    h = check_real(eps, f"{where} eps", low=0, low_open=True)
     X = as_float_array(X, f"{where} X", ndim=None)
     X = np.array(X, dtype=_input_dtype(module, X))
+    # The default step follows the dtype: 1e-6 is lost in float32 rounding (eps·|f|/h ≈ 0.1).
+    h = (STEPS.get(X.dtype, 1e-6) if eps is None
+         else check_real(eps, f"{where} eps", low=0, low_open=True))
     f = _output_function(module, target, loss)
     out_size, in_size = _sizes(module, X, wrt, f)
     _refuse_if_too_large(out_size, in_size, max_entries, where)
@@ -391,6 +398,12 @@ def _compare(
 
 def _label(quantity: str, is_loss: bool) -> str:
     return "dŶ" if is_loss else f"d{quantity}"
+
+
+def _stale_jacobian(cls: type) -> bool:
+    """True when ``cls`` overrides ``forward`` below the class its ``jacobian`` comes from."""
+    forward, jacobian = _owner(cls, "forward"), _owner(cls, "jacobian")
+    return jacobian is not Layer and forward is not jacobian and issubclass(forward, jacobian)
 
 
 def _clipped(loss: Loss, P: Any) -> int:
@@ -548,6 +561,12 @@ def check_gradients(
     atol = default_atol if atol is None else check_real(atol, f"{where} atol", low=0)
     step = STEPS.get(dtype, 1e-6) if eps is None else check_real(eps, f"{where} eps", low=0,
                                                                  low_open=True)
+    stale = [layer for layer in _layers(m) if _stale_jacobian(type(layer))]
+    for layer in stale:
+        notes.append(
+            f"note: {type(layer).__name__} overrides forward but inherits jacobian() from "
+            f"{type(layer).__mro__[1].__name__}, which describes that class's function: the "
+            "expanded Jacobian is not compared (override jacobian too)")
     f = _output_function(m, target, loss)
     # Every size is refused up front, before any finite difference is taken.
     for quantity in closed:
@@ -563,6 +582,8 @@ def check_gradients(
             analytic = None
             if f"note: {exc}" not in notes:
                 notes.append(f"note: {exc}")
+        if stale:
+            analytic = None
         inputs = np.array(X, dtype=_input_dtype(m, X))
         A = inputs if quantity in ("X", "pred") else m.params[quantity]
         diff = _differences(functools.partial(f, m, inputs), A, step, where, quantity)

@@ -73,6 +73,18 @@ class Optimizer:
                                  f"{p.shape}, got {g.shape}")
             # State belongs to the arrays it was built on: another model's parameters (or a
             # parameter a layer replaced) would silently inherit moments and step counts.
+            slots = self._state.get(name)
+            if slots is None and self._state and self.iterations:
+                raise JacnetValueError(
+                    f"{type(self).__name__}.step params[{name!r}] expects a parameter this "
+                    f"optimizer has been updating ({sorted(self._state)}), got a new one after "
+                    f"{self.iterations} steps; use a new {type(self).__name__} for each model")
+            for slot, arr in (slots or {}).items():
+                if arr.shape != p.shape or arr.dtype != p.dtype:
+                    raise ShapeError(
+                        f"{type(self).__name__}.step params[{name!r}] expects shape {arr.shape} "
+                        f"and dtype {arr.dtype} (its {slot} state), got {p.shape} {p.dtype}; use "
+                        f"a new {type(self).__name__} for each model")
             bound = self._bound.get(name)
             if bound is not None and bound is not p and name in self._state:
                 raise JacnetValueError(

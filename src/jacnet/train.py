@@ -430,6 +430,9 @@ def fit(
         X_val, y_val, _ = _check_data(model, validation[0], validation[1], loss, "fit validation")
         if len(validation) == 3:
             w_val = _weights(validation[2], loss, X_val.shape[0], "fit validation")
+    if isinstance(callbacks, Callback):
+        raise JacnetTypeError(f"fit callbacks expects a list of Callback objects, got a single "
+                              f"{type(callbacks).__name__}; wrap it in a list")
     callbacks = list(callbacks)
     for c in callbacks:
         if not isinstance(c, Callback):

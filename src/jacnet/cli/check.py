@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from jacnet._validation import FloatArray
+from jacnet._validation import FloatArray, check_jacobian_size
 from jacnet.cli._args import count, seed
 from jacnet.errors import (
     JacnetError,
@@ -599,6 +599,8 @@ def run(args: argparse.Namespace) -> int:
         cls = load_class(args.spec)
         module = _build(cls, args.args or {}, dtype, args.spec)
         shape = args.shape or (4, 3)
+        if not issubclass(cls, Loss):  # ∂Y/∂X is at least X.size², refused before X is drawn
+            check_jacobian_size(shape, shape, "jacnet check --shape")
         if issubclass(cls, Loss):
             kind = args.target or _default_target(cls)
             X = _values(rng, shape, args.values or _default_values(cls)).astype(dtype)
