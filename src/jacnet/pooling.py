@@ -1,5 +1,5 @@
 """Pooling and reshaping layers: max and average pooling over windows, global average pooling
-and flattening. None has parameters; each keeps the dtype of its input.
+flattening and its inverse (unflattening). None has parameters; each keeps the dtype of its input.
 
 Max pooling routes each output's gradient to the one input that won its window; average
 pooling spreads it evenly over the window. Both expanded Jacobians are 0/1 (or ``1/K``)
@@ -9,6 +9,7 @@ selection matrices, block diagonal over samples and channels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,12 +28,13 @@ from jacnet._spatial import (
     window_index,
     windows,
 )
-from jacnet._validation import FloatArray, check_jacobian_size
-from jacnet.errors import JacnetValueError
+from jacnet._validation import FloatArray, check_jacobian_size, check_positive_int
+from jacnet.errors import JacnetValueError, ShapeError
 from jacnet.layers import Layer
 from jacnet.registry import register_layer
 
-__all__ = ["AvgPool1D", "AvgPool2D", "Flatten", "GlobalAvgPool", "MaxPool1D", "MaxPool2D"]
+__all__ = ["AvgPool1D", "AvgPool2D", "Flatten", "GlobalAvgPool", "MaxPool1D", "MaxPool2D",
+           "Unflatten"]
 
 
 def _selection_jacobian(weights: FloatArray, index: np.ndarray[Any, Any], in_shape: Ints
@@ -290,3 +292,77 @@ class Flatten(ShapeKept):
         A = self._input(X)
         check_jacobian_size((A.shape[0], A.size // A.shape[0]), A.shape, "Flatten.jacobian")
         return np.eye(A.size, dtype=A.dtype).reshape((A.shape[0], -1, *A.shape))
+
+
+@register_layer("unflatten")
+class Unflatten(ShapeKept):
+    """``X (N, prod(shape)) -> Y (N, *shape)`` in C order, the inverse of :class:`Flatten`
+    (PyTorch's ``Unflatten(1, shape)``).
+
+    The first layer of a convolutional network that takes flat rows: a model file then reads
+    the same ``(N, features)`` tables as an MLP's (``jacnet predict``, ``jacnet evaluate``).
+
+    Parameters
+    ----------
+    shape : int or sequence of int
+        The shape of one sample, e.g. ``(1, 40)`` (channels, length) or ``(1, 8, 8)``.
+
+    Notes
+    -----
+    Backward reshapes ``dY`` to ``(N, prod(shape))``; the Jacobian is the identity,
+    ``∂y[n, i...]/∂x[m, j] = δ_nm [j = flat(i...)]``, shape ``(N, *shape, N, prod(shape))``.
+    """
+
+    input_ndim = (2,)
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        return cls((2, 3)), rng.standard_normal((2, 6)).astype(dtype)
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        shape = config.get("shape")
+        if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= 4:
+            raise JacnetValueError(f"Unflatten shape expects 1 to 4 integers, got {shape!r}")
+        for size in shape:
+            check_positive_int(size, "Unflatten shape")
+
+    def __init__(self, shape: int | Sequence[int]) -> None:
+        super().__init__()
+        sizes = [shape] if isinstance(shape, int) else list(shape)
+        self.check_config({"shape": sizes})
+        self.shape: tuple[int, ...] = tuple(int(s) for s in sizes)
+
+    @property
+    def in_features(self) -> int:
+        """Features per input row, ``prod(shape)``."""
+        return math.prod(self.shape)
+
+    def __repr__(self) -> str:
+        return f"Unflatten({self.shape})"
+
+    def config(self) -> dict[str, Any]:
+        return {"shape": list(self.shape)}
+
+    def _checked(self, X: Any) -> FloatArray:
+        A = self._input(X)
+        if A.shape[1] != self.in_features:
+            raise ShapeError(f"Unflatten({self.shape}).forward X expects shape "
+                             f"(N, {self.in_features}), got {A.shape}")
+        return A
+
+    def forward(self, X: Any) -> FloatArray:
+        A = self._checked(X)
+        Y = A.reshape(A.shape[0], *self.shape).copy()  # a copy, as Flatten's
+        self._keep((Y.shape, A.dtype, A.shape))
+        return Y
+
+    def backward(self, dY: Any) -> FloatArray:
+        return self._upstream_for(dY).reshape(self._saved[2]).copy()
+
+    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
+        self._check_wrt(wrt)
+        A = self._checked(X)
+        check_jacobian_size(A.shape, A.shape, "Unflatten.jacobian")
+        return np.eye(A.size, dtype=A.dtype).reshape((A.shape[0], *self.shape, *A.shape))
