@@ -356,6 +356,8 @@ def run_train(args: argparse.Namespace) -> int:
             else _from_file(args.data, args))
     label = args.data if args.data in DATASETS else Path(args.data).name
     cnn = args.model == "cnn"
+    X_train: np.ndarray[Any, Any]
+    X_test: np.ndarray[Any, Any]
     if cnn:  # one scalar for all inputs: a convolution shares its weights over positions
         scalar_mean = float(data.X_train.astype(np.float64).mean())
         scalar_std = float(data.X_train.astype(np.float64).std()) or 1.0
