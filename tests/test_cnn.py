@@ -114,6 +114,9 @@ def test_train_uses_the_data_sets_preset_and_options_override_it(
     metrics = _train(["--data", "diabetes", "--epochs", "2"], tmp_path / "a", capsys)
     assert (metrics["hidden"], metrics["epochs_requested"], metrics["weight_decay"]) == ([16], 2, 1.0)
     assert metrics["preset"] == "diabetes/mlp" and metrics["model"] == "mlp"
+    metrics = _train(["--data", "digits", "--model", "cnn", "--channels", "2", "--epochs", "1",
+                      "--optimizer", "sgd", "--validation-split", "0.1"], tmp_path / "c", capsys)
+    assert (metrics["lr"], metrics["patience"], metrics["validation_split"]) == (0.05, 0, 0.1)
     metrics = _train(["--data", "wine", "--epochs", "1"], tmp_path / "b", capsys)
     assert (metrics["hidden"], metrics["weight_decay"], metrics["preset"]) == ([256, 128], 0.1, None)
 

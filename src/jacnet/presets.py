@@ -2,7 +2,9 @@
 
 ``jacnet train --data NAME`` alone reaches the README's results: where the general defaults
 (:data:`DEFAULTS`) do not fit a bundled data set, its preset (:data:`PRESETS`) does. An option
-given on the command line always wins over the preset, and the preset over the default.
+given on the command line always wins over the preset, and the preset over the default. A
+preset's learning rate is tuned for Adam: with ``--optimizer sgd`` SGD's default (0.05) applies
+unless ``--lr`` is given; with ``--validation-split 0`` a preset's early stopping is off.
 
 =========================  ========================================================================
 ``--data`` / ``--model``   preset (on top of :data:`DEFAULTS`)

@@ -293,6 +293,8 @@ def _apply_presets(args: argparse.Namespace) -> str | None:
     args.model, values = settings(bundled, args.model, given)
     for key, value in values.items():
         setattr(args, key, value)
+    if given["lr"] is None and args.optimizer != "adam":  # presets' rates are Adam's
+        args.lr = None
     if given["patience"] is None and not args.validation_split:  # no validation: a preset's
         args.patience = 0  # early stopping has nothing to watch
     for key, model in _MODEL_OPTIONS.items():
