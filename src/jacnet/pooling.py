@@ -122,13 +122,14 @@ class _MaxPool(_Pool):
         """``y[n, c, t] = max_κ x_pad[n, c, t·stride + κ]`` (padding is ``-inf``)."""
         A, out = self._checked(X)
         slots = self._slots(out)
-        if slots is not None:  # tiling windows: a running maximum over K strided slices,
-            Y = A[slots[0]].copy()  # K times fewer passes than gathering every window
-            arg = np.zeros(Y.shape, dtype=np.intp)
-            for j, slot in enumerate(slots[1:], start=1):
-                better = A[slot] > Y  # strictly: the first maximum wins a tie, as argmax
-                np.copyto(Y, A[slot], where=better)
-                np.copyto(arg, j, where=better)
+        if slots is not None:  # tiling windows: a running maximum over K strided slices
+            Y = A[slots[0]].copy()  # rather than gathering every window into a copy
+            for slot in slots[1:]:
+                np.maximum(Y, A[slot], out=Y)
+            last = len(slots) - 1
+            arg = np.full(Y.shape, last, dtype=np.int8 if last < 128 else np.intp)
+            for j in range(last - 1, -1, -1):  # the first slot holding the maximum wins, as argmax
+                arg = np.where(A[slots[j]] == Y, arg.dtype.type(j), arg)
             self._keep((arg.shape, A.dtype, arg, A.shape))
             return Y
         win = windows(pad(A, self.padding, -np.inf), self.kernel_size, self.stride)
@@ -145,7 +146,8 @@ class _MaxPool(_Pool):
         if slots is not None:  # tiling windows: every input is in at most one window
             dX = np.zeros(in_shape, dtype=dY.dtype)
             for j, slot in enumerate(slots):
-                np.copyto(dX[slot], dY, where=arg == j)
+                np.multiply(dY, arg == j, out=dX[slot])
+            dX += 0.0  # -0.0 (a negative dY times 0) to 0.0: the same bits as the general path
             return dX
         dwin = np.zeros((*dY.shape, math.prod(self.kernel_size)), dtype=dY.dtype)
         np.put_along_axis(dwin, arg[..., None], dY[..., None], axis=-1)
