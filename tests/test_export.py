@@ -315,7 +315,14 @@ def cnn_2d(dtype: Any, rng: np.random.Generator) -> jacnet.Sequential:
         jacnet.Affine(4, 3, rng=rng, dtype=dtype)])
 
 
-CNNS = {"cnn_1d": (cnn_1d, (2, 12)), "cnn_2d": (cnn_2d, (1, 7, 7))}
+def cnn_flat(dtype: Any, rng: np.random.Generator) -> jacnet.Sequential:
+    """(N, 24) -> (N, 3): flat rows unflattened to (N, 2, 12) for a Conv1D, as build_cnn does."""
+    return jacnet.Sequential([
+        jacnet.Unflatten((2, 12)), Conv1D(2, 4, 3, rng=rng, dtype=dtype), jacnet.ReLU(), Flatten(),
+        jacnet.Affine(40, 3, rng=rng, dtype=dtype)])
+
+
+CNNS = {"cnn_1d": (cnn_1d, (2, 12)), "cnn_2d": (cnn_2d, (1, 7, 7)), "cnn_flat": (cnn_flat, (24,))}
 
 
 @functools.cache
@@ -367,7 +374,8 @@ def test_cnn_to_torch_equals_predict_and_from_torch_keeps_it_bitwise(name: str, 
     module = to_torch(model)
     assert len(module) == len(model.layers) and not module.training
     kinds = [type(child).__name__ for child in module]
-    assert ("BatchNorm1d" if name == "cnn_1d" else "BatchNorm2d") in kinds
+    if name != "cnn_flat":  # the one without batch norm
+        assert ("BatchNorm1d" if name == "cnn_1d" else "BatchNorm2d") in kinds
     X = cnn_input(name, dtype, 9)
     assert_close(torch_output(module, X), model.predict(X), 1e-6)
     back = from_torch(module)
@@ -388,7 +396,7 @@ def test_cnn_onnx_runtime_equals_predict(name: str, dtype: Any) -> None:
     model = trained_cnn(name, dtype)
     proto = to_onnx(model)
     dims = proto.graph.input[0].type.tensor_type.shape.dim
-    expected_dims = ["N", 2, "L"] if name == "cnn_1d" else ["N", 1, "H", "W"]
+    expected_dims = {"cnn_1d": ["N", 2, "L"], "cnn_2d": ["N", 1, "H", "W"], "cnn_flat": ["N", 24]}[name]
     assert [d.dim_param or d.dim_value for d in dims] == expected_dims
     out_dims = proto.graph.output[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in out_dims] == ["N", 3]
@@ -396,8 +404,9 @@ def test_cnn_onnx_runtime_equals_predict(name: str, dtype: Any) -> None:
     # float64 convolves by window slices and normalises in jacnet's own steps (ONNX Runtime has
     # no float64 Conv; the normalisations' epsilon attribute is float32).
     native = {"Conv", "AveragePool", "BatchNormalization", "LayerNormalization"} & ops
-    assert native == (set() if dtype == np.float64 else {"Conv", "AveragePool", "BatchNormalization",
-                                                          "LayerNormalization"})
+    expected_native = ({"Conv"} if name == "cnn_flat" else
+                       {"Conv", "AveragePool", "BatchNormalization", "LayerNormalization"})
+    assert native == (set() if dtype == np.float64 else expected_native)
     inputs = [cnn_input(name, dtype, n, seed) for n, seed in ((1, 2), (17, 3))]
     if name == "cnn_2d":  # any image size: the spatial axes are dynamic too
         inputs.append(np.random.default_rng(4).standard_normal((5, 1, 10, 6)).astype(dtype))

@@ -164,3 +164,18 @@ CASES: list[Case] = [
 ]
 
 test_bad_input = named_error_test(CASES)
+
+
+@pytest.mark.parametrize(("cls", "shape", "kernel"), [
+    (MaxPool2D, (3, 4, 7, 9), 2), (MaxPool1D, (3, 4, 11), 3), (MaxPool2D, (2, 3, 6, 6), (2, 3))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiling_max_pool_fast_path_is_bitwise_the_general_one(cls: Any, shape: tuple[int, ...],
+                                                               kernel: Any, dtype: Any) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, shape).astype(dtype)  # many ties: the first maximum must win
+    fast, general = cls(kernel), cls(kernel)
+    general._slots = lambda out: None  # force the gather-every-window path
+    np.testing.assert_array_equal(fast.forward(X), general.forward(X))
+    dY = rng.standard_normal(fast.forward(X).shape).astype(dtype)
+    general.forward(X)
+    assert fast.backward(dY).tobytes() == general.backward(dY).tobytes()

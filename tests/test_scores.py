@@ -24,7 +24,8 @@ def test_one_row_one_seed_runs_and_writes_the_report(tmp_path: Path,
     header, _, *rows = summary
     assert len(rows) == 1 and len(rows[0]) == len(header)
     row = dict(zip(header, rows[0], strict=True))
-    assert (row["`--data`"], row["metric"], row["jacnet options"]) == ("iris", "accuracy", "`--epochs 200`")
+    assert (row["`--data`"], row["metric"], row["model"]) == ("iris", "accuracy", "mlp")
+    assert row["preset"] == "epochs 200" and row["PyTorch, same CNN: mean ± sd"] == "—"
     mean, sd = row["jacnet mean ± sd"].split(" ± ")
     assert mean == row["jacnet, seed 0"] == row["jacnet min"] and sd == "0.000"
     for key in ("jacnet, seed 0", "linear, seed 0", "linear mean", "sklearn MLP, seed 0", "sklearn MLP mean"):
@@ -41,7 +42,20 @@ def test_summary_takes_mean_sd_and_min_over_seeds() -> None:
     row = {key.strip(): value.strip() for key, value in row.items()}
     assert row["metric"] == "R²" and row["jacnet, seed 0"] == "0.400"
     assert row["jacnet mean ± sd"] == "0.500 ± 0.100" and row["jacnet min"] == "0.400"
-    assert row["jacnet options"] == "`--hidden 16 --epochs 200 --weight-decay 1`"
+    assert row["preset"] == "hidden 16, epochs 200, weight decay 1"
+
+
+def test_rows_run_with_presets_alone_and_cnn_rows_carry_the_pytorch_reference() -> None:
+    assert all(set(options) <= {"--model", "mlp", "cnn"} for _, options in scores.ROWS)
+    rows = [scores.Score("mnist1d", seed, "classification", ours, 0.3, 0.6, 10.0, (), "cnn", theirs, 8.0)
+            for seed, ours, theirs in ((0, 0.96, 0.95), (1, 0.98, 0.97))]
+    header, _, line = scores.summary_table(rows)
+    row = dict(zip(header.strip("|").split("|"), line.strip("|").split("|"), strict=True))
+    row = {key.strip(): value.strip() for key, value in row.items()}
+    assert row["`--data`"] == "mnist1d" and row["model"] == "cnn"
+    assert row["jacnet mean ± sd"] == "0.970 ± 0.014"
+    assert row["PyTorch, same CNN: mean ± sd"] == "0.960 ± 0.014"
+    assert row["PyTorch s"] == "8.0" and row["preset"].startswith("channels 32,32,32, kernel size 5")
 
 
 @pytest.mark.parametrize("argv", [["--only", "cifar"], ["--seeds", "0,-1"], ["--seeds", "a"]])

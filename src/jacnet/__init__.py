@@ -12,6 +12,7 @@ from jacnet.callbacks import (
     ModelCheckpoint,
     NonFiniteGuard,
 )
+from jacnet.cnn import build_cnn
 from jacnet.conv import Conv1D, Conv2D
 from jacnet.dropout import Dropout
 from jacnet.errors import (
@@ -46,7 +47,15 @@ from jacnet.model import ACTIVATIONS, Sequential, build_mlp
 from jacnet.normalization import BatchNorm, LayerNorm
 from jacnet.optim import SGD, Adam, CosineDecay, Optimizer, StepDecay
 from jacnet.plots import plot_history, plot_jacobian
-from jacnet.pooling import AvgPool1D, AvgPool2D, Flatten, GlobalAvgPool, MaxPool1D, MaxPool2D
+from jacnet.pooling import (
+    AvgPool1D,
+    AvgPool2D,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool1D,
+    MaxPool2D,
+    Unflatten,
+)
 from jacnet.train import History, evaluate, fit
 
 __version__ = "0.1.0"
@@ -101,7 +110,9 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "StepDecay",
     "Tanh",
+    "Unflatten",
     "__version__",
+    "build_cnn",
     "build_mlp",
     "check_gradients",
     "evaluate",

@@ -44,7 +44,15 @@ from jacnet.io import write_atomically
 from jacnet.layers import Affine, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from jacnet.model import Sequential
 from jacnet.normalization import BatchNorm, LayerNorm
-from jacnet.pooling import AvgPool1D, AvgPool2D, Flatten, GlobalAvgPool, MaxPool1D, MaxPool2D
+from jacnet.pooling import (
+    AvgPool1D,
+    AvgPool2D,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool1D,
+    MaxPool2D,
+    Unflatten,
+)
 
 __all__ = ["CONVERSIONS", "OPSET", "Conversion", "OnnxGraph", "from_torch", "input_dims", "input_ranks",
            "save_onnx", "to_onnx", "to_torch"]
@@ -159,9 +167,10 @@ class Conversion:
         shape, when no layer before it fixes them), names (``"L"``, ``"H"``...) for the sizes it
         leaves free; ``None`` (the field, or what it returns) for a layer that keeps its input's
         shape, so a later layer says.
-    output_rank : int, optional
+    output_rank : int or callable, optional
         The rank of the layer's output when it differs from its input's (``Flatten``,
-        ``GlobalAvgPool``: 2); ``None`` when the layer keeps the rank.
+        ``GlobalAvgPool``: 2; ``Unflatten``: ``layer -> 1 + len(layer.shape)``); ``None`` when
+        the layer keeps the rank.
     """
 
     layer: type[Layer]
@@ -170,7 +179,13 @@ class Conversion:
     to_onnx: Callable[[Any, OnnxGraph], object]
     from_torch: Callable[[Any, str], Layer]
     input_dims: Callable[[Any, int], Dims | None] | None = None
-    output_rank: int | None = None
+    output_rank: int | Callable[[Any], int] | None = None
+
+    def rank_after(self, layer: Layer, rank: int) -> int:
+        """The rank of ``layer``'s output for an input of ``rank``."""
+        if callable(self.output_rank):
+            return self.output_rank(layer)
+        return self.output_rank or rank
 
 
 def _weights(tensor: Any, what: str) -> FloatArray:
@@ -424,6 +439,13 @@ def _global_avg_pool_from_torch(module: Any, where: str) -> GlobalAvgPool:
     return GlobalAvgPool()  # from_torch takes the Flatten that must follow
 
 
+def _unflatten_from_torch(module: Any, where: str) -> Unflatten:
+    if module.dim not in (1, -len(module.unflattened_size) - 1):
+        raise JacnetValueError(f"from_torch expects Unflatten(1, shape) (jacnet's only form), got "
+                               f"dim={module.dim} in Unflatten at {where}")
+    return Unflatten(tuple(int(s) for s in module.unflattened_size))
+
+
 def _flatten_from_torch(module: Any, where: str) -> Flatten:
     _check_settings(module, where, {"start_dim": 1, "end_dim": -1})
     return Flatten()
@@ -573,6 +595,16 @@ CONVERSIONS: dict[type[Layer], Conversion] = {
         input_dims=lambda _layer, rank: _AXES[rank],
         output_rank=2,
     ),
+    Unflatten: Conversion(
+        layer=Unflatten,
+        torch_names=("Unflatten",),
+        to_torch=lambda layer, torch, _rank: torch.nn.Unflatten(1, layer.shape),
+        to_onnx=lambda layer, graph: graph.op(
+            "Reshape", graph.current, graph.param("shape", np.array([0, *layer.shape], dtype=np.int64))),
+        from_torch=_unflatten_from_torch,
+        input_dims=lambda layer, _rank: (layer.in_features,),
+        output_rank=lambda layer: 1 + len(layer.shape),
+    ),
     Flatten: Conversion(
         layer=Flatten,
         torch_names=("Flatten",),
@@ -664,9 +696,9 @@ def input_ranks(layers: list[Layer]) -> list[int]:
             rank = min(n for n in takes if n >= 2)
             break
     ranks = []
-    for conversion in conversions:
+    for layer, conversion in zip(layers, conversions, strict=True):
         ranks.append(rank)
-        rank = conversion.output_rank or rank
+        rank = conversion.rank_after(layer, rank)
     return ranks
 
 

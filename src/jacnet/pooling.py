@@ -1,5 +1,5 @@
 """Pooling and reshaping layers: max and average pooling over windows, global average pooling
-and flattening. None has parameters; each keeps the dtype of its input.
+flattening and its inverse (unflattening). None has parameters; each keeps the dtype of its input.
 
 Max pooling routes each output's gradient to the one input that won its window; average
 pooling spreads it evenly over the window. Both expanded Jacobians are 0/1 (or ``1/K``)
@@ -9,6 +9,7 @@ selection matrices, block diagonal over samples and channels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,13 +28,14 @@ from jacnet._spatial import (
     window_index,
     windows,
 )
-from jacnet._validation import FloatArray, check_jacobian_size
-from jacnet.errors import JacnetValueError
+from jacnet._validation import FloatArray, check_jacobian_size, check_positive_int
+from jacnet.errors import JacnetValueError, ShapeError
 from jacnet.layers import Layer
 from jacnet.registry import register_layer
 from jacnet.structure import Band, Structure
 
-__all__ = ["AvgPool1D", "AvgPool2D", "Flatten", "GlobalAvgPool", "MaxPool1D", "MaxPool2D"]
+__all__ = ["AvgPool1D", "AvgPool2D", "Flatten", "GlobalAvgPool", "MaxPool1D", "MaxPool2D",
+           "Unflatten"]
 
 
 def _selection_jacobian(weights: FloatArray, index: np.ndarray[Any, Any], in_shape: Ints
@@ -133,9 +135,29 @@ class _MaxPool(_Pool):
         return (self._positions(X_shape),
                 "dX gets each dY at its window's largest input, one addition per output")
 
+    def _slots(self, out: Ints) -> list[tuple[Any, ...]] | None:
+        """For tiling windows (stride = kernel, no padding): slot ``j`` of every window as one
+        strided slice of the input, slots in the window's row-major order; else None."""
+        if self.stride != self.kernel_size or any(self.padding):
+            return None
+        return [ix(..., *(slice(o, o + k * n, k) for o, k, n in zip(offset, self.kernel_size, out,
+                                                                     strict=True)))
+                for offset in np.ndindex(*self.kernel_size)]
+
     def forward(self, X: Any) -> FloatArray:
         """``y[n, c, t] = max_κ x_pad[n, c, t·stride + κ]`` (padding is ``-inf``)."""
-        A, _ = self._checked(X)
+        A, out = self._checked(X)
+        slots = self._slots(out)
+        if slots is not None:  # tiling windows: a running maximum over K strided slices
+            Y = A[slots[0]].copy()  # rather than gathering every window into a copy
+            for slot in slots[1:]:
+                np.maximum(Y, A[slot], out=Y)
+            last = len(slots) - 1
+            arg = np.full(Y.shape, last, dtype=np.int8 if last < 128 else np.intp)
+            for j in range(last - 1, -1, -1):  # the first slot holding the maximum wins, as argmax
+                arg = np.where(A[slots[j]] == Y, arg.dtype.type(j), arg)
+            self._keep((arg.shape, A.dtype, arg, A.shape))
+            return Y
         win = windows(pad(A, self.padding, -np.inf), self.kernel_size, self.stride)
         flat = win.reshape(*win.shape[:2 + self.spatial_ndim], -1)  # (N, C, *out, K), a copy
         arg = np.argmax(flat, axis=-1)
@@ -146,6 +168,13 @@ class _MaxPool(_Pool):
         """``dX`` gets ``dY[n, c, t]`` at the input that won window ``t``, summed over windows."""
         dY = self._upstream_for(dY)
         arg, in_shape = self._saved[2:]
+        slots = self._slots(arg.shape[2:])
+        if slots is not None:  # tiling windows: every input is in at most one window
+            dX = np.zeros(in_shape, dtype=dY.dtype)
+            for j, slot in enumerate(slots):
+                np.multiply(dY, arg == j, out=dX[slot])
+            dX += 0.0  # -0.0 (a negative dY times 0) to 0.0: the same bits as the general path
+            return dX
         dwin = np.zeros((*dY.shape, math.prod(self.kernel_size)), dtype=dY.dtype)
         np.put_along_axis(dwin, arg[..., None], dY[..., None], axis=-1)
         return self._fold(dwin.reshape(*dY.shape, *self.kernel_size), in_shape)
@@ -342,3 +371,88 @@ class Flatten(ShapeKept):
         A = self._input(X)
         check_jacobian_size((A.shape[0], A.size // A.shape[0]), A.shape, "Flatten.jacobian")
         return np.eye(A.size, dtype=A.dtype).reshape((A.shape[0], -1, *A.shape))
+
+
+@register_layer("unflatten")
+class Unflatten(ShapeKept):
+    """``X (N, prod(shape)) -> Y (N, *shape)`` in C order, the inverse of :class:`Flatten`
+    (PyTorch's ``Unflatten(1, shape)``).
+
+    The first layer of a convolutional network that takes flat rows: a model file then reads
+    the same ``(N, features)`` tables as an MLP's (``jacnet predict``, ``jacnet evaluate``).
+
+    Parameters
+    ----------
+    shape : int or sequence of int
+        The shape of one sample, e.g. ``(1, 40)`` (channels, length) or ``(1, 8, 8)``.
+
+    Notes
+    -----
+    Backward reshapes ``dY`` to ``(N, prod(shape))``; the Jacobian is the identity,
+    ``∂y[n, i...]/∂x[m, j] = δ_nm [j = flat(i...)]``, shape ``(N, *shape, N, prod(shape))``.
+    """
+
+    input_ndim = (2,)
+    formulas: ClassVar[dict[str, tuple[str, str]]] = {"X": (
+        "∂y[n,i]/∂x[m,j] = δ_nm [j = flat(i)]",
+        r"$\partial y_{n,i}/\partial x_{m,j} = \delta_{nm}\,[j = \mathrm{flat}(i)]$")}
+    jacobian_notes: ClassVar[dict[str, str]] = {
+        "X": "the identity: unflattening moves values, it computes none"}
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        return Structure(diagonal=True)  # the identity, reshaped
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        return math.prod(X_shape), "dX = dY reshaped, no arithmetic, one copy per entry"
+
+    @classmethod
+    def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
+                ) -> tuple[Layer, FloatArray]:
+        return cls((2, 3)), rng.standard_normal((2, 6)).astype(dtype)
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> None:
+        shape = config.get("shape")
+        if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= 4:
+            raise JacnetValueError(f"Unflatten shape expects 1 to 4 integers, got {shape!r}")
+        for size in shape:
+            check_positive_int(size, "Unflatten shape")
+
+    def __init__(self, shape: int | Sequence[int]) -> None:
+        super().__init__()
+        sizes = [shape] if isinstance(shape, int) else list(shape)
+        self.check_config({"shape": sizes})
+        self.shape: tuple[int, ...] = tuple(int(s) for s in sizes)
+
+    @property
+    def in_features(self) -> int:
+        """Features per input row, ``prod(shape)``."""
+        return math.prod(self.shape)
+
+    def __repr__(self) -> str:
+        return f"Unflatten({self.shape})"
+
+    def config(self) -> dict[str, Any]:
+        return {"shape": list(self.shape)}
+
+    def _checked(self, X: Any) -> FloatArray:
+        A = self._input(X)
+        if A.shape[1] != self.in_features:
+            raise ShapeError(f"Unflatten({self.shape}).forward X expects shape "
+                             f"(N, {self.in_features}), got {A.shape}")
+        return A
+
+    def forward(self, X: Any) -> FloatArray:
+        A = self._checked(X)
+        Y = A.reshape(A.shape[0], *self.shape).copy()  # a copy, as Flatten's
+        self._keep((Y.shape, A.dtype, A.shape))
+        return Y
+
+    def backward(self, dY: Any) -> FloatArray:
+        return self._upstream_for(dY).reshape(self._saved[2]).copy()
+
+    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
+        self._check_wrt(wrt)
+        A = self._checked(X)
+        check_jacobian_size(A.shape, A.shape, "Unflatten.jacobian")
+        return np.eye(A.size, dtype=A.dtype).reshape((A.shape[0], *self.shape, *A.shape))

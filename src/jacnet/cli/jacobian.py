@@ -190,7 +190,7 @@ def build_layer(args: argparse.Namespace) -> tuple[Layer, tuple[int, ...]]:
         if given:
             raise JacnetValueError(f"jacnet jacobian {given[0]} expects a layer on (N, C, L) input "
                                    f"({', '.join(_spatial_kinds())}), got {kind} on (N, K); use --features")
-        shape[1] = args.features if args.features is not None else 3
+        shape[1] = args.features if args.features is not None else X0.shape[1]
     else:
         if args.features is not None:
             raise JacnetValueError(f"jacnet jacobian --features expects a layer on (N, K) input, got "
@@ -206,6 +206,9 @@ def build_layer(args: argparse.Namespace) -> tuple[Layer, tuple[int, ...]]:
             changed[key] = shape[1]
     if isinstance(config.get("normalized_shape"), int):
         changed["normalized_shape"] = shape[-1]
+    if "shape" in config:  # Unflatten: rows of REALISTIC_FEATURES as channels × length
+        changed["shape"] = [REALISTIC_CHANNELS, REALISTIC_FEATURES // REALISTIC_CHANNELS]
+        shape = (N, REALISTIC_CHANNELS * (REALISTIC_FEATURES // REALISTIC_CHANNELS))
     if "negative_slope" in config:
         changed["negative_slope"] = args.slope
     for key, (option, flag) in CONFIG_OPTIONS.items():
@@ -492,6 +495,9 @@ def _realistic_layer(module: Layer, X_shape: tuple[int, ...]) -> tuple[Layer, tu
             changed[key] = shape[1]
     if isinstance(config.get("normalized_shape"), int):
         changed["normalized_shape"] = shape[-1]
+    if "shape" in config:  # Unflatten: rows of REALISTIC_FEATURES as channels × length
+        changed["shape"] = [REALISTIC_CHANNELS, REALISTIC_FEATURES // REALISTIC_CHANNELS]
+        shape = (N, REALISTIC_CHANNELS * (REALISTIC_FEATURES // REALISTIC_CHANNELS))
     if changed == config:
         return module, shape
     layer = type(module).from_config(changed)

@@ -85,9 +85,12 @@ def _non_negative(text: str) -> float:
 def add_parsers(sub: Any) -> None:
     from jacnet.model import ACTIVATIONS
 
-    train = sub.add_parser("train", help="train an MLP on a bundled dataset or your own table",
-                           description="Train an MLP on a bundled dataset or a CSV/.npz/.parquet file "
-                                       "and report its test score.")
+    train = sub.add_parser(
+        "train", help="train an MLP or a CNN on a bundled dataset or your own table",
+        description="Train an MLP (or, on sequences and images, a CNN) on a bundled dataset or a "
+                    "CSV/.npz/.parquet file and report its test score. Options left out take the "
+                    "data set's preset where it has one (iris, diabetes, mnist1d, digits with "
+                    "--model cnn; see jacnet.presets), else the general default shown.")
     train.add_argument("--data", default="digits", type=_data_spec, metavar="NAME|FILE",
                        help="a bundled dataset (default: digits) or a .csv/.npz/.parquet file")
     train.add_argument("--target", default=None, metavar="COLUMN",
@@ -101,8 +104,17 @@ def add_parsers(sub: Any) -> None:
                             "or median (default: refuse them)")
     train.add_argument("--test-size", type=_open_fraction, default=0.2,
                        help="with a file: the held-out test fraction (default: 0.2)")
-    train.add_argument("--hidden", type=_hidden, default=(256, 128), metavar="SIZES",
-                       help="hidden layer widths, comma-separated (default: 256,128)")
+    train.add_argument("--model", choices=("mlp", "cnn"), default=None,
+                       help="mlp, or cnn for sequence/image data: mnist1d as (1, 40), digits as "
+                            "(1, 8, 8) (default: cnn for mnist1d, else mlp)")
+    train.add_argument("--hidden", type=_hidden, default=None, metavar="SIZES",
+                       help="mlp: hidden layer widths, comma-separated (default: 256,128)")
+    train.add_argument("--channels", type=_hidden, default=None, metavar="SIZES",
+                       help="cnn: output channels of each Conv-ReLU-MaxPool block (default: 32,32,32)")
+    train.add_argument("--kernel-size", type=count, default=None,
+                       help="cnn: convolution window, unpadded (default: 5)")
+    train.add_argument("--dropout", type=_fraction, default=None,
+                       help="cnn: dropout before the last layer, in [0, 1) (default: 0.3)")
     train.add_argument("--activation", default="relu", choices=list(ACTIVATIONS))
     train.add_argument("--loss", choices=list(LOSSES), default=None,
                        help="default: softmax_ce (multiclass), sigmoid_bce (binary), mse (regression)")
@@ -111,15 +123,16 @@ def add_parsers(sub: Any) -> None:
                        help="learning rate (default: 1e-3 for adam, 0.05 for sgd)")
     train.add_argument("--momentum", type=_fraction, default=0.9,
                        help="sgd momentum, in [0, 1) (default: 0.9)")
-    train.add_argument("--weight-decay", type=_non_negative, default=0.1,
+    train.add_argument("--weight-decay", type=_non_negative, default=None,
                        help="decoupled weight decay for adam (AdamW), L2 for sgd (default: 0.1)")
-    train.add_argument("--epochs", type=count, default=40)
-    train.add_argument("--batch-size", type=count, default=32)
-    train.add_argument("--patience", type=int_at_least(0), default=0,
+    train.add_argument("--epochs", type=count, default=None, help="(default: 40)")
+    train.add_argument("--batch-size", type=count, default=None, help="(default: 32)")
+    train.add_argument("--patience", type=int_at_least(0), default=None,
                        help="stop after this many epochs without validation improvement (0: off; "
                             "needs --validation-split > 0)")
-    train.add_argument("--validation-split", type=_fraction, default=0.1,
-                       help="fraction of the training part held out for validation, in [0, 1)")
+    train.add_argument("--validation-split", type=_fraction, default=None,
+                       help="fraction of the training part held out for validation, in [0, 1) "
+                            "(default: 0.1)")
     train.add_argument("--seed", type=seed, default=0, help="split, initialisation and shuffling seed")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     train.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -252,15 +265,48 @@ def _from_file(path: str, args: argparse.Namespace, *, flag: str = "train") -> T
 #: fit's and build_mlp's argument names and the flags that set them.
 FLAGS = {"validation_split": "--validation-split", "batch_size": "--batch-size", "epochs": "--epochs",
          "seed": "--seed", "lr": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay",
-         "hidden": "--hidden", "activation": "--activation", "patience": "--patience"}
+         "hidden": "--hidden", "activation": "--activation", "patience": "--patience",
+         "channels": "--channels", "kernel_size": "--kernel-size", "dropout": "--dropout"}
 
 
 def _as_flags(exc: JacnetError) -> JacnetError:
     """The same error, with ``fit validation_split`` (and the like) written as its flag."""
     text = str(exc)
-    new = re.sub(r"\b(?:fit|build_mlp|SGD|Adam|EarlyStopping) (\w+)\b",
+    new = re.sub(r"\b(?:fit|build_mlp|build_cnn|SGD|Adam|EarlyStopping) (\w+)\b",
                  lambda m: FLAGS.get(m[1], m[0]), text)
     return type(exc)(new) if new != text else exc
+
+
+#: Options that only one ``--model`` takes.
+_MODEL_OPTIONS = {"hidden": "mlp", "activation": "mlp", "channels": "cnn", "kernel_size": "cnn",
+                  "dropout": "cnn"}
+
+
+def _apply_presets(args: argparse.Namespace) -> str | None:
+    """Fill the options left out from the data set's preset, else the general defaults
+    (:mod:`jacnet.presets`); return the preset's name (``"mnist1d/cnn"``) or None."""
+    from jacnet.datasets import DATASETS
+    from jacnet.presets import DEFAULTS, INPUT_SHAPES, PRESETS, settings
+
+    bundled = args.data if args.data in DATASETS else None
+    given = {key: getattr(args, key) for key in DEFAULTS}
+    args.model, values = settings(bundled, args.model, given)
+    for key, value in values.items():
+        setattr(args, key, value)
+    if given["lr"] is None and args.optimizer != "adam":  # presets' rates are Adam's
+        args.lr = None
+    if given["patience"] is None and not args.validation_split:  # no validation: a preset's
+        args.patience = 0  # early stopping has nothing to watch
+    for key, model in _MODEL_OPTIONS.items():
+        if key in given and given[key] is not None and args.model != model:
+            raise JacnetValueError(f"train {FLAGS[key]} expects --model {model}, got --model {args.model}")
+    if args.activation != "relu" and args.model != "mlp":
+        raise JacnetValueError(f"train --activation expects --model mlp (the CNN uses relu), got "
+                               f"--model {args.model}")
+    if args.model == "cnn" and bundled not in INPUT_SHAPES:
+        raise JacnetValueError(f"train --model cnn expects sequence or image data "
+                               f"({', '.join(INPUT_SHAPES)}), got {args.data!r}")
+    return f"{bundled}/{args.model}" if (bundled or "", args.model) in PRESETS else None
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -296,9 +342,12 @@ def _optimizer_text(optimizer: Any) -> str:
 def run_train(args: argparse.Namespace) -> int:
     import jacnet
     from jacnet.callbacks import EarlyStopping
+    from jacnet.cnn import fold_scalar_standardization
     from jacnet.datasets import DATASETS, standardize
     from jacnet.io import save
+    from jacnet.presets import INPUT_SHAPES
 
+    preset = _apply_presets(args)
     _check_options(args)
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.05)
     try:
@@ -310,7 +359,16 @@ def run_train(args: argparse.Namespace) -> int:
     data = (_bundled(args.data, args.seed, dtype) if args.data in DATASETS
             else _from_file(args.data, args))
     label = args.data if args.data in DATASETS else Path(args.data).name
-    X_train, X_test, mean, std = standardize(data.X_train, data.X_test)
+    cnn = args.model == "cnn"
+    X_train: np.ndarray[Any, Any]
+    X_test: np.ndarray[Any, Any]
+    if cnn:  # one scalar for all inputs: a convolution shares its weights over positions
+        scalar_mean = float(data.X_train.astype(np.float64).mean())
+        scalar_std = float(data.X_train.astype(np.float64).std()) or 1.0
+        X_train = (data.X_train - scalar_mean) / scalar_std
+        X_test = (data.X_test - scalar_mean) / scalar_std
+    else:
+        X_train, X_test, mean, std = standardize(data.X_train, data.X_test)
     X_train, X_test = X_train.astype(dtype), X_test.astype(dtype)
     classification = data.task == "classification"
     n_classes = data.n_classes
@@ -336,8 +394,13 @@ def run_train(args: argparse.Namespace) -> int:
         raise JacnetValueError(f"train --validation-split expects to hold out at least one of the "
                                f"{X_train.shape[0]} training rows, got {args.validation_split}")
     try:
-        model = jacnet.build_mlp(X_train.shape[1], args.hidden, n_out, activation=args.activation,
-                                 output=output, rng=args.seed, dtype=dtype)
+        if cnn:
+            model = jacnet.build_cnn(INPUT_SHAPES[args.data], args.channels, n_out,
+                                     kernel_size=args.kernel_size, dropout=args.dropout,
+                                     output=output, rng=args.seed, dtype=dtype)
+        else:
+            model = jacnet.build_mlp(X_train.shape[1], args.hidden, n_out, activation=args.activation,
+                                     output=output, rng=args.seed, dtype=dtype)
     except JacnetError as exc:
         raise _as_flags(exc) from None
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience > 0 else []
@@ -376,7 +439,11 @@ def run_train(args: argparse.Namespace) -> int:
             if not classification:
                 unscale_outputs(model, y_mean, y_std)  # predictions in the target's own units
             scores = jacnet.evaluate(model, X_test, y_test)
-            fold_standardization(model, mean, std)  # the saved model takes raw features
+            # The saved model takes raw features.
+            if cnn:
+                fold_scalar_standardization(model, scalar_mean, scalar_std)
+            else:
+                fold_standardization(model, mean, std)
         if not all(np.isfinite(p).all() for p in model.params.values()):
             raise NonFiniteError("the weights overflowed when the standardisation was folded in")
     except NonFiniteError as exc:
@@ -387,7 +454,10 @@ def run_train(args: argparse.Namespace) -> int:
     metrics: dict[str, Any] = {
         "data": args.data, "task": data.task, "target": data.metadata.get("target"),
         "test_loss": scores["loss"], "epochs": len(history), "epochs_requested": args.epochs,
-        "best_epoch": best, "train_seconds": round(seconds, 3), "hidden": list(args.hidden),
+        "best_epoch": best, "train_seconds": round(seconds, 3), "model": args.model,
+        "preset": preset, "hidden": None if cnn else list(args.hidden),
+        "channels": list(args.channels) if cnn else None,
+        "kernel_size": args.kernel_size if cnn else None, "dropout": args.dropout if cnn else None,
         "activation": args.activation, "loss": loss_name,
         "optimizer": {"type": _optimizer_text(optimizer).split("(")[0], **optimizer.hyperparameters()},
         "lr": lr, "weight_decay": args.weight_decay,
