@@ -206,9 +206,6 @@ def build_layer(args: argparse.Namespace) -> tuple[Layer, tuple[int, ...]]:
             changed[key] = shape[1]
     if isinstance(config.get("normalized_shape"), int):
         changed["normalized_shape"] = shape[-1]
-    if "shape" in config:  # Unflatten: rows of REALISTIC_FEATURES as channels × length
-        changed["shape"] = [REALISTIC_CHANNELS, REALISTIC_FEATURES // REALISTIC_CHANNELS]
-        shape = (N, REALISTIC_CHANNELS * (REALISTIC_FEATURES // REALISTIC_CHANNELS))
     if "negative_slope" in config:
         changed["negative_slope"] = args.slope
     for key, (option, flag) in CONFIG_OPTIONS.items():
