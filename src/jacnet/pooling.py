@@ -334,8 +334,18 @@ class GlobalAvgPool(ShapeKept):
                                     ).reshape((N, C, *A.shape))
 
 
+class _Reshape(ShapeKept):
+    """A layer that only reshapes each sample: its Jacobian is the identity, reshaped."""
+
+    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
+        return Structure(diagonal=True)  # the identity, reshaped
+
+    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
+        return math.prod(X_shape), "dX = dY reshaped, no arithmetic, one copy per entry"
+
+
 @register_layer("flatten")
-class Flatten(ShapeKept):
+class Flatten(_Reshape):
     """``X (N, *rest) -> Y (N, prod(rest))`` in C order (PyTorch's ``Flatten()``).
 
     Backward reshapes ``dY`` back to ``X``'s shape; the Jacobian is the identity,
@@ -348,11 +358,6 @@ class Flatten(ShapeKept):
     jacobian_notes: ClassVar[dict[str, str]] = {
         "X": "the identity: flattening moves values, it computes none"}
 
-    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
-        return Structure(diagonal=True)  # the identity, reshaped
-
-    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
-        return math.prod(X_shape), "dX = dY reshaped, no arithmetic, one copy per entry"
 
     input_ndim = (2, 3, 4, 5)
 
@@ -374,7 +379,7 @@ class Flatten(ShapeKept):
 
 
 @register_layer("unflatten")
-class Unflatten(ShapeKept):
+class Unflatten(_Reshape):
     """``X (N, prod(shape)) -> Y (N, *shape)`` in C order, the inverse of :class:`Flatten`
     (PyTorch's ``Unflatten(1, shape)``).
 
@@ -399,11 +404,6 @@ class Unflatten(ShapeKept):
     jacobian_notes: ClassVar[dict[str, str]] = {
         "X": "the identity: unflattening moves values, it computes none"}
 
-    def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
-        return Structure(diagonal=True)  # the identity, reshaped
-
-    def backward_cost(self, wrt: str, X_shape: tuple[int, ...]) -> tuple[int, str] | None:
-        return math.prod(X_shape), "dX = dY reshaped, no arithmetic, one copy per entry"
 
     @classmethod
     def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
