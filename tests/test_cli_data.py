@@ -21,6 +21,7 @@ import pytest
 import jacnet
 from jacnet.cli import main
 from jacnet.datasets import train_test_split
+from jacnet.io import load_metadata
 from jacnet.tabular import prepare, read_table
 
 # Small, fast runs: the point is the plumbing, not the score.
@@ -673,7 +674,9 @@ def test_the_readme_csv_round_trip_runs(tmp_path: Path, capsys: pytest.CaptureFi
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- csv-round-trip:start -->")[1].split("<!-- csv-round-trip:end -->")[0]
     commands = [shlex.split(line) for line in block.splitlines() if line.startswith("jacnet ")]
-    assert [c[1] for c in commands] == ["train", "predict", "evaluate"]
+    assert [c[1] for c in commands] == ["train", "predict", "evaluate", "export"]
+    python = [shlex.split(line) for line in block.splitlines() if line.startswith("python ")]
+    assert len(python) == 1
     header = next(line for line in block.splitlines() if "species" in line).lstrip("# ").strip()
     assert header == "sepal_length,sepal_width,petal_length,petal_width,species"
     rng = np.random.default_rng(0)
@@ -691,6 +694,14 @@ def test_the_readme_csv_round_trip_runs(tmp_path: Path, capsys: pytest.CaptureFi
     out = list(csv.reader(io.StringIO(Path("predictions.csv").read_text())))
     assert len(out) == 11 and out[0][0] == "species" and len(out[0]) == 4
     assert {r[0] for r in out[1:]} <= set(species)
+    # The exported model runs in ONNX Runtime and predicts what jacnet predicts.
+    pytest.importorskip("onnxruntime")
+    done = subprocess.run([sys.executable, *python[0][1:]], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    indices = [int(i) for i in done.stdout.strip().strip("[]").split()]
+    labels = load_metadata("runs/flowers/model.jacnet")["class_labels"]
+    assert [labels[i] for i in indices] == [r[0] for r in out[1:]]
 
 
 def test_predict_input_is_read_in_bounded_memory(tmp_path: Path) -> None:
