@@ -654,3 +654,19 @@ def test_callbacks_and_checkpoints_refuse_early() -> None:
         fit(model, X, y, loss=SoftmaxCrossEntropy(), epochs=2, verbose=0,
             callbacks=[ModelCheckpoint("never-written.jacnet")])
     np.testing.assert_array_equal(model.params["1.W"], before)  # refused before any step
+
+
+def test_in_place_work_never_touches_the_callers_arrays() -> None:
+    """Built-ins work in place only on arrays the network made itself."""
+    rng = np.random.default_rng(0)
+    for model in (Sequential([ReLU(), Affine(3, 2, rng=0)]),
+                  Sequential([Affine(3, 4, rng=0), LeakyReLU(), Affine(4, 3, rng=1), ReLU()])):
+        X = rng.standard_normal((5, 3)).astype(np.float32)
+        X_copy = X.copy()
+        Y = model.forward(X)
+        dY = rng.standard_normal(Y.shape).astype(np.float32)
+        dY_copy = dY.copy()
+        model.backward(dY)
+        model.predict(X)
+        np.testing.assert_array_equal(X, X_copy)
+        np.testing.assert_array_equal(dY, dY_copy)

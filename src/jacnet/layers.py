@@ -542,8 +542,10 @@ class _Elementwise(_Builtin):
 
     input_ndim = (1, 2, 3, 4, 5)
 
-    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
-        """``Y = f(X)`` and, when ``derivative``, ``D = f'(X)``."""
+    def _values(self, X: FloatArray, derivative: bool, in_place: bool = False
+                ) -> tuple[FloatArray, FloatArray | None]:
+        """``Y = f(X)`` and, when ``derivative``, ``D = f'(X)``; with ``in_place`` (``X`` is
+        jacnet's own array, handed over by the network) ``Y`` may be written into ``X``."""
         raise NotImplementedError
 
     def _derivative(self, X: FloatArray) -> FloatArray:
@@ -552,12 +554,16 @@ class _Elementwise(_Builtin):
 
     def forward(self, X: Any) -> FloatArray:
         A = self._input(X)
-        Y, D = self._values(A, is_recording())
+        Y, D = self._values(A, is_recording(), in_place=A is X and is_handed_over(X))
         self._keep(D)
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
-        return self._upstream_for(dY) * self._saved
+        checked = self._upstream_for(dY)
+        if checked is dY and is_handed_over(dY):  # jacnet's own array: no new one needed
+            checked *= self._saved
+            return checked
+        return checked * self._saved
 
     @classmethod
     def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
@@ -584,10 +590,14 @@ class ReLU(_Elementwise):
         "∂y_ij/∂x_kl = δ_ik δ_jl [x_ij > 0]",
         r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,[x_{ij} > 0]$")}
 
-    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
+    def _values(self, X: FloatArray, derivative: bool, in_place: bool = False
+                ) -> tuple[FloatArray, FloatArray | None]:
         # y = x ⊙ [x > 0] with the 0/1 mask in X's dtype, kept for backward: on float32 the
         # mask and a multiply cost less than np.maximum and backward's own comparison.
         mask = (X > 0).astype(X.dtype)
+        if in_place:
+            X *= mask
+            return X, mask
         return X * mask, mask
 
     def _derivative(self, X: FloatArray) -> FloatArray:
@@ -619,12 +629,16 @@ class LeakyReLU(_Elementwise):
     def config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
 
-    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
+    def _values(self, X: FloatArray, derivative: bool, in_place: bool = False
+                ) -> tuple[FloatArray, FloatArray | None]:
         # D = 1 where x > 0, else the slope; y = x ⊙ D.
         slope = X.dtype.type(self.negative_slope)
         D = (X > 0).astype(X.dtype)
         D *= 1 - slope
         D += slope
+        if in_place:
+            X *= D
+            return X, D
         return X * D, D
 
     def _derivative(self, X: FloatArray) -> FloatArray:
@@ -646,7 +660,8 @@ class Sigmoid(_Elementwise):
         "∂y_ij/∂x_kl = δ_ik δ_jl y_ij (1 - y_ij)",
         r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,y_{ij}(1 - y_{ij})$")}
 
-    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
+    def _values(self, X: FloatArray, derivative: bool, in_place: bool = False
+                ) -> tuple[FloatArray, FloatArray | None]:
         Y = sigmoid(X)
         return Y, (Y * (1 - Y) if derivative else None)
 
@@ -663,7 +678,8 @@ class Tanh(_Elementwise):
         "∂y_ij/∂x_kl = δ_ik δ_jl (1 - y_ij²)",
         r"$\partial y_{ij}/\partial x_{kl} = \delta_{ik}\,\delta_{jl}\,(1 - y_{ij}^2)$")}
 
-    def _values(self, X: FloatArray, derivative: bool) -> tuple[FloatArray, FloatArray | None]:
+    def _values(self, X: FloatArray, derivative: bool, in_place: bool = False
+                ) -> tuple[FloatArray, FloatArray | None]:
         Y = np.tanh(X)
         return Y, (1 - Y * Y if derivative else None)
 
