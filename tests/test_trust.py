@@ -670,3 +670,34 @@ def test_in_place_work_never_touches_the_callers_arrays() -> None:
         model.predict(X)
         np.testing.assert_array_equal(X, X_copy)
         np.testing.assert_array_equal(dY, dY_copy)
+
+
+class Residual(Layer):
+    """A user's residual block around an inner network: it adds its own input back."""
+
+    def __init__(self, inner: Sequential) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, X: Any) -> Any:
+        return self.inner.forward(X) + X
+
+    def backward(self, dY: Any) -> Any:
+        return self.inner.backward(dY) + dY
+
+
+def test_a_users_layer_holding_its_input_is_never_handed_jacnets_arrays() -> None:
+    """The network's in-place work reaches built-in methods only: a residual block whose inner
+    network starts with a ReLU must still add back its untouched input."""
+    inner = Sequential([ReLU(), Affine(4, 4, rng=1)])
+    net = Sequential([Affine(3, 4, rng=0), Residual(inner), ReLU()])
+    X = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    Z = X @ net.params["0.W"] + net.params["0.b"]
+    expected = np.maximum(np.maximum(Z, 0) @ inner.params["1.W"] + inner.params["1.b"] + Z, 0)
+    np.testing.assert_allclose(net.forward(X), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.predict(X), expected, rtol=1e-5, atol=1e-6)
+    dY = np.ones_like(expected)
+    dX = net.backward(dY)
+    mask_out = (expected > 0).astype(np.float32)
+    d_inner = (mask_out @ inner.params["1.W"].T) * (Z > 0)
+    np.testing.assert_allclose(dX, (d_inner + mask_out) @ net.params["0.W"].T, rtol=1e-5, atol=1e-6)

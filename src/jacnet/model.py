@@ -49,9 +49,11 @@ from jacnet.metrics import is_classification
 __all__ = ["ACTIVATIONS", "Sequential", "build_mlp"]
 
 
-def _makes_fresh(layer: Layer, method: str) -> bool:
-    """True when ``layer.<method>`` is jacnet's own code, which returns a new array that it
-    keeps no reference to: the network may hand that array to the next layer as jacnet's."""
+def _jacnet_code(layer: Layer, method: str) -> bool:
+    """True when ``layer.<method>`` is jacnet's own code. Such a method returns a new array that
+    it keeps no reference to, so the network may hand that array on as jacnet's; and only such
+    a method receives a hand-over: a user's code (a residual block that adds its input back)
+    may still hold the array, so it must never be told it may write into it."""
     return _owner(type(layer), method).__module__.startswith("jacnet.")
 
 #: Activation names accepted by :func:`build_mlp` (and the command line).
@@ -129,13 +131,14 @@ class Sequential:
     @staticmethod
     def _chain(layers: list[Layer], X: Any, *, hand_over: bool) -> FloatArray:
         A = X
-        token = _handed.set(_handed.get())  # the caller's hand-over (fit's batch) reaches layer 0
+        outer = _handed.get()  # the caller's hand-over (fit's batch) may reach layer 0
+        token = _handed.set(outer)
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported above
                 for i, layer in enumerate(layers):
-                    if i:
-                        _handed.set(id(A) if hand_over and _makes_fresh(layers[i - 1], "forward")
-                                    else 0)
+                    ours = outer if i == 0 else (
+                        id(A) if hand_over and _jacnet_code(layers[i - 1], "forward") else 0)
+                    _handed.set(ours if _jacnet_code(layer, "forward") else 0)
                     A = layer.forward(A)
         finally:
             _handed.reset(token)
@@ -153,13 +156,19 @@ class Sequential:
         last = len(layers) - 1
         first = 0 if input_grad else next(
             (i for i, layer in enumerate(layers) if layer.params), last + 1)
-        token = _handed.set(_handed.get())
+        outer = _handed.get()
+        token = _handed.set(outer)
         try:
             for i in range(last, first - 1, -1):
                 layer = layers[i]
-                if i < last:  # dY is the next layer's dX: jacnet's own if that layer is built in
-                    _handed.set(id(dY) if _makes_fresh(layers[i + 1], "backward") else 0)
-                if not input_grad and i == first and uses_backward_params(layer):
+                method = ("backward_params" if not input_grad and i == first
+                          and uses_backward_params(layer) else "backward")
+                # dY is the next layer's dX: jacnet's own if that layer's backward is built in;
+                # handed only to a built-in method.
+                ours = outer if i == last else (
+                    id(dY) if _jacnet_code(layers[i + 1], "backward") else 0)
+                _handed.set(ours if _jacnet_code(layer, method) else 0)
+                if method == "backward_params":
                     layer.backward_params(dY)
                 else:
                     dY = layer.backward(dY)
