@@ -18,7 +18,7 @@ The contract every layer follows (and a user's own layer can follow too):
 A network (:class:`~jacnet.Sequential`), ``fit``, ``predict``, ``evaluate`` and the checks call
 exactly these public methods, so a subclass's override runs everywhere. Nothing a caller can
 reach is kept by reference: a built-in layer copies an input it must keep, unless the array is
-one jacnet made itself for this call (see :func:`handed_over`), and keeps only arrays of its
+one jacnet made itself for this call (see :func:`is_handed_over`), and keeps only arrays of its
 own otherwise. Under :func:`inference_mode` (how ``predict`` and ``evaluate`` run) built-in
 layers keep nothing at all.
 """
@@ -47,7 +47,7 @@ from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueErr
 from jacnet.registry import register_layer
 from jacnet.structure import Structure
 
-__all__ = ["Affine", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "handed_over",
+__all__ = ["Affine", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh",
            "inference_mode", "is_recording"]
 
 INITS = ("he", "glorot", "zeros")
@@ -64,22 +64,11 @@ _handed: ContextVar[int] = ContextVar("jacnet_handed_over", default=0)
 _recording: ContextVar[bool] = ContextVar("jacnet_recording", default=True)
 
 
-@contextmanager
-def handed_over(A: Any) -> Iterator[None]:
-    """Within the block, layers may treat ``A`` as theirs: keep it without copying, skip its checks.
-
-    Only for an array that jacnet made for this call and that nobody else holds or changes
-    until backward (a network's intermediate outputs, ``fit``'s batch buffer).
-    """
-    token = _handed.set(id(A))
-    try:
-        yield
-    finally:
-        _handed.reset(token)
-
-
 def is_handed_over(A: Any) -> bool:
-    """True when ``A`` is the array :func:`handed_over` vouches for."""
+    """True when ``A`` is the array jacnet handed over for this call: a network's fresh
+    intermediate output, or ``fit``'s batch buffer, given to a built-in method only. Nobody
+    else holds or changes such an array until backward, so the layer may keep it without a
+    copy, skip its checks (the network checks its output) and write into it."""
     return id(A) == _handed.get()
 
 

@@ -537,17 +537,17 @@ def fit(
                         value = 0.0
                     else:
                         try:
-                            token = _handed.set(id(Xb))  # handed_over(Xb), no generator per step
+                            token = _handed.set(id(Xb))  # Xb is fit's own array: see is_handed_over
                             try:
                                 out = model.forward(Xb)
                             finally:
                                 _handed.reset(token)
-                            if wb is not None:
-                                value = (loss._forward_prepared(out, targets[rows], wb) if prepared
-                                         else loss.forward(out, y[rows], sample_weight=wb))
+                            if prepared:
+                                value = loss._forward_prepared(out, targets[rows], wb)
+                            elif wb is None:  # a user's forward need not take sample_weight
+                                value = loss.forward(out, y[rows])
                             else:
-                                value = (loss._forward_prepared(out, targets[rows]) if prepared
-                                         else loss.forward(out, y[rows]))
+                                value = loss.forward(out, y[rows], sample_weight=wb)
                             finite = math.isfinite(value)
                             if finite:
                                 model.backward(loss.backward(), input_grad=False)
