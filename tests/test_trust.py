@@ -701,3 +701,19 @@ def test_a_users_layer_holding_its_input_is_never_handed_jacnets_arrays() -> Non
     mask_out = (expected > 0).astype(np.float32)
     d_inner = (mask_out @ inner.params["1.W"].T) * (Z > 0)
     np.testing.assert_allclose(dX, (d_inner + mask_out) @ net.params["0.W"].T, rtol=1e-5, atol=1e-6)
+
+
+def test_a_wrong_gradient_at_a_smooth_stationary_point_is_not_taken_for_a_corner() -> None:
+    class Square(Layer):
+        """y = x², with a backward slightly off where the true slope is 0."""
+
+        def forward(self, X: Any) -> Any:
+            self.X = np.array(X, dtype=np.float64)
+            return self.X ** 2
+
+        def backward(self, dY: Any) -> Any:
+            return dY * (2 * self.X + 5e-6 * (self.X == 0))
+
+    X = np.array([[0.0, 1.0, -2.0]])
+    report = check_gradients(Square(), X, dY=np.ones((1, 3)))
+    assert not report.ok and report.checks[0].kinks == 0
