@@ -337,6 +337,31 @@ class GlobalAvgPool(ShapeKept):
 class _Reshape(ShapeKept):
     """A layer that only reshapes each sample: its Jacobian is the identity, reshaped."""
 
+    def _sample_shape(self, A: FloatArray) -> tuple[int, ...]:
+        """The shape of one output sample for the checked input ``A``."""
+        raise NotImplementedError
+
+    def _checked(self, X: Any) -> FloatArray:
+        return self._input(X)
+
+    def forward(self, X: Any) -> FloatArray:
+        A = self._checked(X)
+        # A copy: the caller may hold A, and nobody else may write into what a layer returns.
+        Y = A.reshape(A.shape[0], *self._sample_shape(A)).copy()
+        self._keep((Y.shape, A.dtype, A.shape))
+        return Y
+
+    def backward(self, dY: Any) -> FloatArray:
+        return self._upstream_for(dY).reshape(self._saved[2]).copy()
+
+    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
+        """``∂y[n, i]/∂x[m, j] = δ_nm [flat(i) = flat(j)]``, shape ``Y.shape + X.shape``."""
+        self._check_wrt(wrt)
+        A = self._checked(X)
+        out_shape = (A.shape[0], *self._sample_shape(A))
+        check_jacobian_size(out_shape, A.shape, f"{type(self).__name__}.jacobian")
+        return np.eye(A.size, dtype=A.dtype).reshape(out_shape + A.shape)
+
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
         return Structure(diagonal=True)  # the identity, reshaped
 
@@ -361,21 +386,8 @@ class Flatten(_Reshape):
 
     input_ndim = (2, 3, 4, 5)
 
-    def forward(self, X: Any) -> FloatArray:
-        A = self._input(X)
-        # A copy: the caller may hold A, and nobody else may write into what a layer returns.
-        Y = A.reshape(A.shape[0], -1).copy()
-        self._keep((Y.shape, A.dtype, A.shape))
-        return Y
-
-    def backward(self, dY: Any) -> FloatArray:
-        return self._upstream_for(dY).reshape(self._saved[2]).copy()
-
-    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
-        self._check_wrt(wrt)
-        A = self._input(X)
-        check_jacobian_size((A.shape[0], A.size // A.shape[0]), A.shape, "Flatten.jacobian")
-        return np.eye(A.size, dtype=A.dtype).reshape((A.shape[0], -1, *A.shape))
+    def _sample_shape(self, A: FloatArray) -> tuple[int, ...]:
+        return (math.prod(A.shape[1:]),)
 
 
 @register_layer("unflatten")
@@ -436,23 +448,11 @@ class Unflatten(_Reshape):
         return {"shape": list(self.shape)}
 
     def _checked(self, X: Any) -> FloatArray:
-        A = self._input(X)
+        A = super()._checked(X)
         if A.shape[1] != self.in_features:
             raise ShapeError(f"Unflatten({self.shape}).forward X expects shape "
                              f"(N, {self.in_features}), got {A.shape}")
         return A
 
-    def forward(self, X: Any) -> FloatArray:
-        A = self._checked(X)
-        Y = A.reshape(A.shape[0], *self.shape).copy()  # a copy, as Flatten's
-        self._keep((Y.shape, A.dtype, A.shape))
-        return Y
-
-    def backward(self, dY: Any) -> FloatArray:
-        return self._upstream_for(dY).reshape(self._saved[2]).copy()
-
-    def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
-        self._check_wrt(wrt)
-        A = self._checked(X)
-        check_jacobian_size(A.shape, A.shape, "Unflatten.jacobian")
-        return np.eye(A.size, dtype=A.dtype).reshape((A.shape[0], *self.shape, *A.shape))
+    def _sample_shape(self, A: FloatArray) -> tuple[int, ...]:
+        return self.shape
