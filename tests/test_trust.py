@@ -717,3 +717,24 @@ def test_a_wrong_gradient_at_a_smooth_stationary_point_is_not_taken_for_a_corner
     X = np.array([[0.0, 1.0, -2.0]])
     report = check_gradients(Square(), X, dY=np.ones((1, 3)))
     assert not report.ok and report.checks[0].kinks == 0
+
+
+def test_a_layer_whose_init_skips_ours_still_trains_and_predicts() -> None:
+    class Bare(Layer):
+        def __init__(self) -> None:  # no super().__init__(): training and buffers default
+            self.params = {"s": np.ones(3, dtype=np.float32)}
+            self.grads = {"s": np.zeros(3, dtype=np.float32)}
+
+        def forward(self, X: Any) -> Any:
+            self.X = np.array(X)
+            return self.X * self.params["s"]
+
+        def backward(self, dY: Any) -> Any:
+            self.grads["s"] = (dY * self.X).sum(axis=0)
+            return dY * self.params["s"]
+
+    X, y = blobs()
+    model = Sequential([Bare(), Affine(3, 3, rng=0)])
+    fit(model, X, y, loss=SoftmaxCrossEntropy(), epochs=2, verbose=0, validation_split=0.2)
+    assert model.predict(X).shape == (len(X), 3) and model.buffers == {}
+    assert check_gradients(model, X[:4], loss=SoftmaxCrossEntropy(), target=y[:4]).ok

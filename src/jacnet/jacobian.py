@@ -403,6 +403,21 @@ def _label(quantity: str, is_loss: bool) -> str:
     return "dŶ" if is_loss else f"d{quantity}"
 
 
+def _least_precise(m: Any, X: FloatArray, Y: FloatArray) -> tuple[np.dtype[Any], str]:
+    """The least precise dtype any layer of the float64 copy computes in, and who: a layer that
+    rounds to float32 (a user's, hard-coded) limits what finite differences can resolve even
+    when the output is float64 again."""
+    dtype, who = np.dtype(Y.dtype), type(m).__name__
+    if _is_network(m):
+        A: Any = X
+        for layer in copy.deepcopy(m.layers):
+            layer.fix_randomness()
+            A = layer.forward(A)
+            if np.dtype(A.dtype).itemsize < dtype.itemsize:
+                dtype, who = np.dtype(A.dtype), type(layer).__name__
+    return dtype, who
+
+
 def _stale_jacobian(cls: type) -> bool:
     """True when ``cls`` overrides ``forward`` below the class its ``jacobian`` comes from."""
     forward, jacobian = _owner(cls, "forward"), _owner(cls, "jacobian")
@@ -518,7 +533,7 @@ def check_gradients(
         Y = m.forward(X)
         for layer in _layers(m):
             layer.fix_randomness()
-        compute_dtype = Y.dtype
+        compute_dtype, rounding = _least_precise(m, X, Y)
         if scorer is not None:
             if dY is not None:
                 raise JacnetValueError(f"{where} dY expects None when a loss is given, got an array")
@@ -557,8 +572,9 @@ def check_gradients(
     if trained_dtype != np.float64 and dtype == np.float64:
         notes.append(f"note: compared on a float64 copy of the {trained_dtype.name} {name}")
     elif dtype != np.float64:
-        notes.append(f"note: {name} computes in {dtype.name} even on a float64 copy; "
-                     f"{dtype.name} tolerances and step used")
+        notes.append(f"note: {rounding} computes in {dtype.name} even on a float64 copy; "
+                     f"{dtype.name} tolerances and step used (a mistake smaller than them "
+                     "cannot be seen)")
     default_rtol, default_atol = TOLERANCES.get(dtype, TOLERANCES[np.dtype(np.float64)])
     rtol = default_rtol if rtol is None else check_real(rtol, f"{where} rtol", low=0)
     atol = default_atol if atol is None else check_real(atol, f"{where} atol", low=0)

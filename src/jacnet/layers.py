@@ -137,6 +137,8 @@ class Layer:
 
     #: Ranks of ``X`` the layer accepts (the batch axis included).
     input_ndim: tuple[int, ...] = (2,)
+    #: Training behaviour by default, also for a subclass whose ``__init__`` does not call ours.
+    training: bool = True
 
     #: The per-entry formula of each expanded Jacobian, by ``wrt``: (plain text, matplotlib
     #: mathtext). The plots' titles and ``jacnet jacobian`` read it.
@@ -214,7 +216,7 @@ class Layer:
             self.params[name] = p.astype(dtype)
         for name, g in list(self.grads.items()):
             self.grads[name] = g.astype(dtype)
-        for name, a in list(self.buffers.items()):
+        for name, a in list(getattr(self, "buffers", {}).items()):
             self.buffers[name] = a.astype(dtype)
         if isinstance(getattr(self, "dtype", None), np.dtype):
             self.dtype = dtype

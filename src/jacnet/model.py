@@ -230,7 +230,8 @@ class Sequential:
     @property
     def buffers(self) -> dict[str, FloatArray]:
         """``{"<layer index>.<name>": array}``: the layers' buffers (running statistics)."""
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.buffers.items()}
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers)
+                for k, v in getattr(layer, "buffers", {}).items()}
 
     @property
     def grads(self) -> dict[str, FloatArray]:
