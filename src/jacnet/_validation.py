@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from jacnet import backend
 from jacnet.errors import (
     JacnetTypeError,
     JacnetValueError,
@@ -28,8 +29,9 @@ FloatArray = NDArray[np.floating[Any]]
 
 def describe(value: Any) -> str:
     """Short description of a value for an error message (shape and dtype for arrays)."""
-    if isinstance(value, np.ndarray):
-        return f"array of shape {value.shape} and dtype {value.dtype}"
+    if isinstance(value, np.ndarray) or backend.is_torch(value):
+        kind = "tensor" if backend.is_torch(value) else "array"
+        return f"{kind} of shape {tuple(value.shape)} and dtype {backend.numpy_dtype(value)}"
     text = repr(value)
     return text if len(text) <= 60 else f"{type(value).__name__} {text[:57]}..."
 
@@ -38,8 +40,10 @@ def all_finite(A: NDArray[Any]) -> bool:
     """True when every entry of the floating array ``A`` is finite.
 
     Checked in chunks of at most ``2**20`` entries, so a large array never needs a boolean
-    temporary of its own size.
+    temporary of its own size. A tensor is checked on its device.
     """
+    if type(A) is not np.ndarray and backend.is_torch(A):
+        return backend.all_finite(A)
     chunk = 1 << 20
     if A.size <= chunk:
         return bool(np.isfinite(A).all())
@@ -52,6 +56,8 @@ def as_ndarray(value: Any, name: str, expected: str) -> NDArray[Any]:
     lists and the like), raises ``JacnetTypeError("<name> expects <expected>, got ...")``."""
     if type(value) is np.ndarray:
         return value
+    if backend.is_torch(value):
+        return backend.to_numpy(value)
     if isinstance(value, (str, bytes)):
         raise JacnetTypeError(f"{name} expects {expected}, got {describe(value)}")
     try:
@@ -97,6 +103,7 @@ def as_float_array(
     finite: bool = True,
     min_samples: int = 1,
     min_features: int = 0,
+    like: Any = None,
 ) -> FloatArray:
     """Return ``value`` as a floating array after checking it.
 
@@ -117,7 +124,63 @@ def as_float_array(
         Smallest accepted length of the first axis.
     min_features : int
         Smallest accepted length of the second axis of a 2-D array.
+    like : array, optional
+        Return the array on this array's backend and device (a layer passes its parameter):
+        a NumPy input to a torch model becomes a tensor there. Without it a tensor stays a
+        tensor and anything else becomes a NumPy array.
     """
+    if dtype is not None and backend.is_torch(dtype):
+        dtype = np.dtype(str(dtype).removeprefix("torch."))
+    if backend.is_torch(value):
+        return _as_float_tensor(value, name, ndim=ndim, finite=finite,
+                                dtype=None if dtype is None else np.dtype(dtype),
+                                min_samples=min_samples, min_features=min_features, like=like)
+    A = _as_float_ndarray(value, name, ndim=ndim, dtype=dtype, finite=finite,
+                          min_samples=min_samples, min_features=min_features)
+    if like is not None and backend.is_torch(like):
+        return backend.to_backend(A, "torch", backend.device_of(like))
+    return A
+
+
+def _check_rank(shape: tuple[int, ...], name: str, ndim: int | tuple[int, ...] | None,
+                min_samples: int, min_features: int) -> None:
+    if ndim is not None:
+        ranks = (ndim,) if isinstance(ndim, int) else ndim
+        if len(shape) not in ranks:
+            wanted = " or ".join(f"{r}-D" for r in ranks)
+            raise ShapeError(f"{name} expects a {wanted} array, got shape {shape}")
+    if len(shape) >= 1 and shape[0] < min_samples:
+        raise ShapeError(f"{name} expects at least {min_samples} sample(s), got shape {shape}")
+    if len(shape) == 2 and shape[1] < min_features:
+        raise ShapeError(f"{name} expects at least {min_features} feature(s), got shape {shape}")
+
+
+def _as_float_tensor(T: Any, name: str, *, ndim: int | tuple[int, ...] | None,
+                     dtype: np.dtype[Any] | None, finite: bool, min_samples: int,
+                     min_features: int, like: Any) -> Any:
+    """:func:`as_float_array` for a PyTorch tensor: the same checks, on its device; the
+    result is a tensor (on ``like``'s device when given)."""
+    kind = backend.numpy_dtype(T).kind if str(T.dtype) != "torch.bfloat16" else "f"
+    if kind == "b":
+        raise JacnetTypeError(f"{name} expects a numeric tensor, got a boolean tensor; cast it "
+                              "with .float()")
+    if kind not in "fiu":
+        raise JacnetTypeError(f"{name} expects a real tensor, got dtype {T.dtype}")
+    _check_rank(tuple(T.shape), name, ndim, min_samples, min_features)
+    target = np.dtype(np.float64) if dtype is None and kind != "f" else dtype
+    device = backend.device_of(like) if like is not None and backend.is_torch(like) else None
+    if T.requires_grad:
+        T = T.detach()
+    A = T if target is None and device is None else T.to(
+        device=device, dtype=None if target is None else backend.torch_dtype(target))
+    if finite and not backend.all_finite(A):
+        raise NonFiniteError(f"{name} expects finite values, got NaN or infinity")
+    return A
+
+
+def _as_float_ndarray(value: Any, name: str, *, ndim: int | tuple[int, ...] | None,
+                      dtype: DTypeLike | None, finite: bool, min_samples: int,
+                      min_features: int) -> FloatArray:
     A = as_ndarray(value, name, "a numeric array")
     if A.dtype.kind == "O" and (stacked := _numeric_frame(value)) is not None:
         A = stacked
@@ -133,15 +196,7 @@ def as_float_array(
         if column is not None:
             raise JacnetTypeError(f"{name} expects numeric columns, got {column}")
         raise JacnetTypeError(f"{name} expects a numeric array, got dtype {A.dtype}")
-    if ndim is not None:
-        ranks = (ndim,) if isinstance(ndim, int) else ndim
-        if A.ndim not in ranks:
-            wanted = " or ".join(f"{r}-D" for r in ranks)
-            raise ShapeError(f"{name} expects a {wanted} array, got shape {A.shape}")
-    if A.ndim >= 1 and A.shape[0] < min_samples:
-        raise ShapeError(f"{name} expects at least {min_samples} sample(s), got shape {A.shape}")
-    if A.ndim == 2 and A.shape[1] < min_features:
-        raise ShapeError(f"{name} expects at least {min_features} feature(s), got shape {A.shape}")
+    _check_rank(A.shape, name, ndim, min_samples, min_features)
     original = A
     target = np.float64 if dtype is None and kind != "f" else dtype
     if target is not None and A.dtype != target:
@@ -231,7 +286,8 @@ def as_rng(rng: Any, name: str = "rng") -> np.random.Generator:
 
 def overflow_message(name: str, X: FloatArray) -> str:
     """Message for finite inputs whose result overflowed to NaN or infinity on the way."""
-    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    A = backend.to_numpy(X)
+    largest = float(np.max(np.abs(A))) if A.size else 0.0
     return (f"{name} expects inputs that the network maps to finite values, got inputs up to "
             f"|x| = {largest:.3g} whose outputs overflow to NaN or infinity (standardise X?)")
 

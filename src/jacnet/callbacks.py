@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jacnet import backend
 from jacnet._validation import FloatArray, all_finite, check_positive_int, check_real, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError, NonFiniteError
 
@@ -60,7 +61,7 @@ def _model_arrays(model: Any) -> dict[str, FloatArray]:
 
 
 def _copy_params(params: dict[str, FloatArray]) -> dict[str, FloatArray]:
-    return {k: v.copy() for k, v in params.items()}
+    return {k: backend.copy(v) for k, v in params.items()}
 
 
 def _restore_params(params: dict[str, FloatArray], saved: dict[str, FloatArray]) -> None:

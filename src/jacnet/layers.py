@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike
 
+from jacnet import backend
 from jacnet._validation import (
     FloatArray,
     all_finite,
@@ -100,7 +101,9 @@ def private(A: FloatArray, original: Any) -> FloatArray:
     if is_handed_over(original):
         return A
     if A is original or (isinstance(original, np.ndarray) and np.may_share_memory(A, original)):
-        return A.copy()
+        return backend.copy(A)
+    if backend.shares_memory(A, original):  # a tensor's detached view of the caller's
+        return backend.copy(A)
     return A
 
 
@@ -213,14 +216,32 @@ class Layer:
         """
         dtype = np.dtype(dtype)
         for name, p in list(self.params.items()):
-            self.params[name] = p.astype(dtype)
+            self.params[name] = backend.astype(p, dtype)
         for name, g in list(self.grads.items()):
-            self.grads[name] = g.astype(dtype)
+            self.grads[name] = backend.astype(g, dtype)
         for name, a in list(getattr(self, "buffers", {}).items()):
-            self.buffers[name] = a.astype(dtype)
+            self.buffers[name] = backend.astype(a, dtype)
         if isinstance(getattr(self, "dtype", None), np.dtype):
             self.dtype = dtype
         self.clear()
+        return self
+
+    def to(self, backend_name: str, device: str | None = None) -> Layer:
+        """Move the layer to a backend (``"numpy"`` or ``"torch"``) and ``device`` in place;
+        returns the layer.
+
+        Every array the layer holds moves: ``params``, ``grads``, ``buffers`` and any other
+        array attribute (a layer of your own keeps working); what forward kept is dropped.
+        Values and dtypes are unchanged.
+        """
+        name, where = backend.check_backend(backend_name, device, f"{type(self).__name__}.to")
+        self.clear()
+        for table in (self.params, self.grads, getattr(self, "buffers", {})):
+            for key, value in list(table.items()):
+                table[key] = backend.to_backend(value, name, where)
+        for attr, value in list(vars(self).items()):
+            if isinstance(value, np.ndarray) or backend.is_torch(value):
+                setattr(self, attr, backend.to_backend(value, name, where))
         return self
 
     def config(self) -> dict[str, Any]:
@@ -274,13 +295,15 @@ class Layer:
 
     # Helpers for subclasses -------------------------------------------------------------
 
-    def _input(self, X: Any, dtype: DTypeLike | None = None) -> FloatArray:
-        """``X`` checked (rank, numbers, finite) and cast to ``dtype``; an array handed over by
-        the network is jacnet's own and already fits."""
+    def _input(self, X: Any, dtype: Any = None) -> FloatArray:
+        """``X`` checked (rank, numbers, finite), cast to ``dtype`` and moved to the backend and
+        device of the layer's parameters; an array handed over by the network is jacnet's own
+        and already fits."""
         if is_handed_over(X) and (dtype is None or X.dtype == dtype):
             return X
         return as_float_array(X, f"{type(self).__name__}.forward X", ndim=self.input_ndim,
-                              dtype=dtype, min_features=1)
+                              dtype=dtype, min_features=1,
+                              like=next(iter(self.params.values()), None))
 
     def _upstream(self, dY: Any, saved: Any, shape: tuple[int, ...]) -> FloatArray:
         """``dY`` checked against the output's ``shape``; ``saved`` is what forward kept
@@ -293,13 +316,19 @@ class Layer:
         if is_handed_over(dY):
             return dY
         dtype = getattr(saved, "dtype", None)
-        if type(dY) is np.ndarray and dY.dtype == dtype and dY.shape == shape and all_finite(dY):
+        if (type(dY) is type(saved) and dY.dtype == dtype and dY.shape == shape
+                and all_finite(dY)):
             return dY  # already what the checks below would return
-        dY = as_float_array(dY, f"{name}.backward dY", ndim=None, dtype=dtype)
+        dY = as_float_array(dY, f"{name}.backward dY", ndim=None, dtype=dtype, like=saved)
         check_same_shape(dY, f"{name}.backward dY", shape)
         return dY
 
     def _check_wrt(self, wrt: str) -> None:
+        if any(backend.is_torch(p) for p in self.params.values()):
+            raise JacnetTypeError(
+                f"{type(self).__name__}.jacobian expects a layer on the numpy backend (expanded "
+                "Jacobians are built in NumPy), got one on torch; use copy.deepcopy(layer)"
+                ".to('numpy'), or jacnet.expanded_jacobian, which copies for you")
         names = ("X", *self.params)
         if wrt not in names:
             raise JacnetValueError(
@@ -485,13 +514,14 @@ class Affine(_Builtin):
         dZ = self._upstream_for(dZ)
         X = self._saved
         N = dZ.shape[0]
-        if self._ones.shape[0] < N or self._ones.dtype != dZ.dtype:
-            self._ones = np.ones(N, dtype=dZ.dtype)
+        ones = self._ones
+        if ones.shape[0] < N or ones.dtype != dZ.dtype or type(ones) is not type(dZ):
+            self._ones = ones = backend.namespace(dZ).ones_like(dZ[:, 0])
         # Written into the existing buffers: no allocation per step, and no accumulation.
-        np.matmul(X.T, dZ, out=self.grads["W"])
+        backend.matmul_into(X.T, dZ, self.grads["W"])
         # db = sum(dZ, axis=0) written as the contraction it is, 1ᵀ dZ: one BLAS call, about
         # three times faster than np.sum over axis 0 on a (128, 256) float32 batch.
-        np.matmul(self._ones[:N], dZ, out=self.grads["b"])
+        backend.matmul_into(ones[:N], dZ, self.grads["b"])
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         """Expanded Jacobian of ``Z`` from the per-entry partials.
@@ -566,7 +596,7 @@ class _Elementwise(_Builtin):
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         """``∂y_a/∂x_b = δ_ab f'(x_a)`` over flat indices, shape ``X.shape + X.shape``."""
         self._check_wrt(wrt)
-        A = self._input(X)
+        A = backend.to_numpy(self._input(X))  # built in NumPy, whatever the backend
         check_jacobian_size(A.shape, A.shape, f"{type(self).__name__}.jacobian")
         J = np.zeros((A.size, A.size), dtype=A.dtype)
         J[np.arange(A.size), np.arange(A.size)] = self._derivative(A).reshape(-1)
@@ -585,14 +615,14 @@ class ReLU(_Elementwise):
                 ) -> tuple[FloatArray, FloatArray | None]:
         # y = x ⊙ [x > 0] with the 0/1 mask in X's dtype, kept for backward: on float32 the
         # mask and a multiply cost less than np.maximum and backward's own comparison.
-        mask = (X > 0).astype(X.dtype)
+        mask = backend.namespace(X).astype(X > 0, X.dtype)
         if in_place:
             X *= mask
             return X, mask
         return X * mask, mask
 
     def _derivative(self, X: FloatArray) -> FloatArray:
-        return (X > 0).astype(X.dtype)
+        return np.astype(X > 0, X.dtype)
 
 
 @register_layer("leaky_relu")
@@ -623,8 +653,8 @@ class LeakyReLU(_Elementwise):
     def _values(self, X: FloatArray, derivative: bool, in_place: bool = False
                 ) -> tuple[FloatArray, FloatArray | None]:
         # D = 1 where x > 0, else the slope; y = x ⊙ D.
-        slope = X.dtype.type(self.negative_slope)
-        D = (X > 0).astype(X.dtype)
+        slope = self.negative_slope
+        D = backend.namespace(X).astype(X > 0, X.dtype)
         D *= 1 - slope
         D += slope
         if in_place:
@@ -639,8 +669,9 @@ class LeakyReLU(_Elementwise):
 def sigmoid(X: FloatArray) -> FloatArray:
     """``σ(x) = 1 / (1 + e^{-x})``, evaluated without overflow for any finite ``x``."""
     # e^{-|x|} never overflows; the two branches are the same function rearranged.
-    E = np.exp(-np.abs(X))
-    return np.where(X >= 0, 1 / (1 + E), E / (1 + E))
+    xp = backend.namespace(X)
+    E = xp.exp(-xp.abs(X))
+    return xp.where(X >= 0, 1 / (1 + E), E / (1 + E))
 
 
 @register_layer("sigmoid")
@@ -671,7 +702,7 @@ class Tanh(_Elementwise):
 
     def _values(self, X: FloatArray, derivative: bool, in_place: bool = False
                 ) -> tuple[FloatArray, FloatArray | None]:
-        Y = np.tanh(X)
+        Y = backend.namespace(X).tanh(X)
         return Y, (1 - Y * Y if derivative else None)
 
     def _derivative(self, X: FloatArray) -> FloatArray:
@@ -680,9 +711,10 @@ class Tanh(_Elementwise):
 
 def softmax(L: FloatArray) -> FloatArray:
     """Row-wise ``ŷ_j = e^{l_j} / Σ_k e^{l_k}`` over the last axis, after subtracting the row max."""
-    E = L - L.max(axis=-1, keepdims=True)
-    np.exp(E, out=E)
-    E /= E.sum(axis=-1, keepdims=True)
+    xp = backend.namespace(L)
+    E = L - xp.max(L, axis=-1, keepdims=True)
+    xp.exp(E, out=E)
+    E /= xp.sum(E, axis=-1, keepdims=True)
     return E
 
 
@@ -722,19 +754,19 @@ class Softmax(_Builtin):
     def forward(self, X: Any) -> FloatArray:
         Y = softmax(self._input(X))
         if is_recording():
-            self._keep(Y.copy())  # the caller gets Y; backward reads a copy of its own
+            self._keep(backend.copy(Y))  # the caller gets Y; backward reads a copy of its own
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
         dY = self._upstream_for(dY)
         Y = self._saved
-        return Y * (dY - np.sum(dY * Y, axis=-1, keepdims=True))
+        return Y * (dY - backend.namespace(Y).sum(dY * Y, axis=-1, keepdims=True))
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         """``∂ŷ_ij/∂l_kl = δ_ik ŷ_ij (δ_jl - ŷ_il)`` (``i`` over every axis but the last),
         shape ``X.shape + X.shape``."""
         self._check_wrt(wrt)
-        A = self._input(X)
+        A = backend.to_numpy(self._input(X))  # built in NumPy, whatever the backend
         check_jacobian_size(A.shape, A.shape, "Softmax.jacobian")
         K = A.shape[-1]
         Y = softmax(A).reshape(-1, K)

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from jacnet import backend
 from jacnet._validation import (
     FloatArray,
     as_float_array,
@@ -131,7 +132,7 @@ class Loss:
     def jacobian(self, pred: Any, target: Any) -> FloatArray:
         """``∂J/∂pred`` from the per-entry partial derivatives (shape of ``pred``)."""
         P, T = self._checked(pred, target)
-        return self._partials(P, T)
+        return self._partials(backend.to_numpy(P), backend.to_numpy(T))  # built in NumPy
 
     # To implement ----------------------------------------------------------------------
 
@@ -152,7 +153,12 @@ class Loss:
 
     def _checked(self, pred: Any, target: Any) -> tuple[FloatArray, Any]:
         P = self._check_pred(pred)
-        return P, self._target_for(P, target)
+        if not backend.is_torch(P):
+            return P, self._target_for(P, target)
+        # Targets are checked and converted in NumPy (against a stand-in of P's shape and
+        # dtype that allocates nothing), then moved to P's device.
+        stand_in = np.broadcast_to(np.zeros((), backend.numpy_dtype(P)), tuple(P.shape))
+        return P, backend.like(self._target_for(stand_in, target), P)
 
     def _check_pred(self, pred: Any) -> FloatArray:
         return as_float_array(pred, f"{type(self).__name__} pred", ndim=2, min_features=1)
@@ -179,9 +185,9 @@ class Loss:
         rows = self._rows(P, T)
         if is_recording():
             # ∂/∂pᵢ (Σ w l / Σ w) = (wᵢ / Σ w) ∂lᵢ/∂pᵢ = (N wᵢ / Σ w) · (row i of ∂(mean l)/∂P).
-            scale = (weights * (P.shape[0] / total)).astype(P.dtype).reshape(-1, 1)
-            self._pred, self._target, self._row_scale = P, T, scale
-        return float(np.dot(weights, rows)) / total
+            scale = (weights * (P.shape[0] / total)).astype(backend.numpy_dtype(P)).reshape(-1, 1)
+            self._pred, self._target, self._row_scale = P, T, backend.like(scale, P)
+        return float(np.dot(weights, backend.to_numpy(rows))) / total
 
     def _target_for(self, P: FloatArray, target: Any) -> Any:
         """Default: a target of the prediction's shape, cast to its dtype; ``(N,)`` is accepted
@@ -195,7 +201,7 @@ class Loss:
 
 
 def _check_probabilities(A: FloatArray, name: str) -> None:
-    if A.size and (A.min() < 0 or A.max() > 1):
+    if math.prod(A.shape) and (A.min() < 0 or A.max() > 1):
         raise JacnetValueError(
             f"{name} expects probabilities in [0, 1], got values in "
             f"[{float(A.min())!r}, {float(A.max())!r}]"
@@ -204,8 +210,9 @@ def _check_probabilities(A: FloatArray, name: str) -> None:
 
 def _clip_probabilities(P: FloatArray) -> FloatArray:
     """The module's one clipping policy: ``clip(Ŷ, ε, 1 - ε)``, ``ε = finfo(dtype).eps``."""
-    eps = np.finfo(P.dtype).eps
-    return np.clip(P, eps, 1 - eps)
+    xp = backend.namespace(P)
+    eps = float(xp.finfo(P.dtype).eps)
+    return xp.clip(P, eps, 1 - eps)
 
 
 def supports_sample_weight(loss: Loss) -> bool:
@@ -320,12 +327,12 @@ class MeanSquaredError(Loss):
         r"$\partial J/\partial \hat{y}_{ij} = -\frac{2}{N}(y_{ij} - \hat{y}_{ij})$")}
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
-        D = T - P
-        return float(np.vdot(D, D)) / P.shape[0]
+        D = (T - P).reshape(-1)
+        return float(D @ D) / P.shape[0]
 
     def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
         D = T - P
-        return np.einsum("ik,ik->i", D, D)
+        return backend.namespace(D).vecdot(D, D)
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         return (-2 / P.shape[0]) * (T - P)
@@ -349,15 +356,16 @@ class BinaryCrossEntropy(_ProbabilityPred, _BinaryTargets):
         r"\frac{\hat{y}_{ij} - y_{ij}}{\hat{y}_{ij}(1 - \hat{y}_{ij})}$")}
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
-        return -float(np.sum(self._log_likelihoods(P, T))) / P.shape[0]
+        return -float(backend.namespace(P).sum(self._log_likelihoods(P, T))) / P.shape[0]
 
     def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
-        return -self._log_likelihoods(P, T).sum(axis=1)
+        return -backend.namespace(P).sum(self._log_likelihoods(P, T), axis=1)
 
     @staticmethod
     def _log_likelihoods(P: FloatArray, T: FloatArray) -> FloatArray:
+        xp = backend.namespace(P)
         C = _clip_probabilities(P)
-        return T * np.log(C) + (1 - T) * np.log1p(-C)
+        return T * xp.log(C) + (1 - T) * xp.log1p(-C)
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         C = _clip_probabilities(P)
@@ -382,10 +390,12 @@ class CategoricalCrossEntropy(_ProbabilityPred, _ClassTargets):
         r"$\partial J/\partial \hat{y}_{ij} = -\frac{1}{N}\,\frac{y_{ij}}{\hat{y}_{ij}}$")}
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
-        return -float(np.sum(T * np.log(_clip_probabilities(P)))) / P.shape[0]
+        xp = backend.namespace(P)
+        return -float(xp.sum(T * xp.log(_clip_probabilities(P)))) / P.shape[0]
 
     def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
-        return -(T * np.log(_clip_probabilities(P))).sum(axis=1)
+        xp = backend.namespace(P)
+        return -xp.sum(T * xp.log(_clip_probabilities(P)), axis=1)
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         return (-1 / P.shape[0]) * T / _clip_probabilities(P)
@@ -422,28 +432,31 @@ class SoftmaxCrossEntropy(_ClassTargets):
         self._probabilities = None
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
+        xp = backend.namespace(P)
         S, log_sums = self._shifted(P)
         # Σₖ y_k (log Σ e^s - s_k): rows of Y sum to 1.
-        value = float(np.sum(T * (log_sums - S)))
+        value = float(xp.sum(T * (log_sums - S)))
         if math.isnan(value):  # 0·inf from s_k = -inf: only classes with y_k ≠ 0 count
-            value = float(np.sum(_nonzero_terms(T, log_sums - S)))
+            value = float(xp.sum(_nonzero_terms(T, log_sums - S)))
         return value / P.shape[0]
 
     def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
+        xp = backend.namespace(P)
         S, log_sums = self._shifted(P)
-        rows = np.sum(T * (log_sums - S), axis=1)
-        if np.isnan(rows).any():
-            rows = _nonzero_terms(T, log_sums - S).sum(axis=1)
+        rows = xp.sum(T * (log_sums - S), axis=1)
+        if bool(xp.any(xp.isnan(rows))):
+            rows = xp.sum(_nonzero_terms(T, log_sums - S), axis=1)
         return rows
 
     def _shifted(self, P: FloatArray) -> tuple[FloatArray, FloatArray]:
         """``S = P - max`` and ``log Σ e^S`` per row; keeps ``softmax(P)`` for backward."""
-        S = P - P.max(axis=1, keepdims=True)  # logits ~1e308 apart: s_k = -inf, e^s_k = 0
-        E = np.exp(S)
-        sums = E.sum(axis=1, keepdims=True)
+        xp = backend.namespace(P)
+        S = P - xp.max(P, axis=1, keepdims=True)  # logits ~1e308 apart: s_k = -inf, e^s_k = 0
+        E = xp.exp(S)
+        sums = xp.sum(E, axis=1, keepdims=True)
         if is_recording():
             self._probabilities = E / sums
-        return S, np.log(sums)
+        return S, xp.log(sums)
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         Y_hat = self._probabilities if self._probabilities is not None else softmax(P)
@@ -461,6 +474,8 @@ class SoftmaxCrossEntropy(_ClassTargets):
 
 def _nonzero_terms(T: FloatArray, M: FloatArray) -> FloatArray:
     """``T * M`` with the entries where ``T = 0`` left 0 (even where ``M`` is infinite)."""
+    if backend.is_torch(M):
+        return backend.namespace(M).where(T != 0, T * M, 0.0)
     terms = np.zeros_like(M)
     np.multiply(T, M, out=terms, where=T != 0)
     return terms
@@ -480,14 +495,15 @@ class SigmoidBinaryCrossEntropy(_BinaryTargets):
     symbols: ClassVar[tuple[str, str]] = ("J", "z")
 
     def _value(self, P: FloatArray, T: FloatArray) -> float:
-        return float(np.sum(self._terms(P, T))) / P.shape[0]
+        return float(backend.namespace(P).sum(self._terms(P, T))) / P.shape[0]
 
     def _rows(self, P: FloatArray, T: FloatArray) -> FloatArray:
-        return self._terms(P, T).sum(axis=1)
+        return backend.namespace(P).sum(self._terms(P, T), axis=1)
 
     @staticmethod
     def _terms(P: FloatArray, T: FloatArray) -> FloatArray:
-        return np.maximum(P, 0) - P * T + np.log1p(np.exp(-np.abs(P)))
+        xp = backend.namespace(P)
+        return xp.clip(P, 0.0, None) - P * T + xp.log1p(xp.exp(-xp.abs(P)))
 
     def _gradient(self, P: FloatArray, T: FloatArray) -> FloatArray:
         return (sigmoid(P) - T) / P.shape[0]

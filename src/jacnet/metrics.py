@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from jacnet import backend
 from jacnet.losses import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
@@ -33,6 +34,7 @@ def predicted_labels(outputs: NDArray[Any], loss: Loss | None) -> NDArray[Any]:
     Several outputs: the arg-max per row, ``(N,)``. One output: ``1`` where the logit is
     above 0 (or the probability above 0.5, for a loss on probabilities), ``(N,)``.
     """
+    outputs = backend.to_numpy(outputs)  # a tensor's labels are read on the CPU
     if outputs.shape[1] > 1 and not isinstance(loss, (BinaryCrossEntropy, SigmoidBinaryCrossEntropy)):
         return np.argmax(outputs, axis=1)
     threshold = 0.5 if isinstance(loss, _ON_PROBABILITIES) else 0.0

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
+from jacnet import backend
 from jacnet._validation import (
     FloatArray,
     all_finite,
@@ -220,6 +221,38 @@ class Sequential:
             twins.append(twin)
         return twins
 
+    # Backends --------------------------------------------------------------------------------
+
+    def to(self, backend_name: str, device: str | None = None) -> Sequential:
+        """Move every layer to ``backend_name`` (``"numpy"`` or ``"torch"``) on ``device``
+        (``"cpu"``, ``"cuda"``...) in place; returns the network. See :mod:`jacnet.backend`.
+
+        Values and dtypes are unchanged; ``fit``, ``predict`` and ``evaluate`` then run there,
+        moving their inputs once. An optimizer's state follows its parameters.
+        """
+        name, where = backend.check_backend(backend_name, device, "Sequential.to")
+        for layer in self.layers:
+            layer.to(name, where)
+        return self
+
+    @property
+    def backend(self) -> str:
+        """``"numpy"`` or ``"torch"``: where the parameters live (NumPy without any)."""
+        for p in self.params.values():
+            return backend.backend_of(p)
+        return "numpy"
+
+    @property
+    def device(self) -> str:
+        """The parameters' device (``"cpu"`` for NumPy, ``"cuda:0"``...)."""
+        for p in self.params.values():
+            return backend.device_of(p)
+        return "cpu"
+
+    def _reference(self) -> Any:
+        """An array on the network's backend and device (its first parameter), or None."""
+        return next(iter(self.params.values()), None)
+
     # Parameters ------------------------------------------------------------------------------
 
     @property
@@ -247,7 +280,7 @@ class Sequential:
     def dtype(self) -> np.dtype[Any]:
         """The dtype of the parameters (float64 for a network without any)."""
         for p in self.params.values():
-            return p.dtype
+            return backend.numpy_dtype(p)
         return np.dtype(np.float64)
 
     @property
@@ -275,14 +308,15 @@ class Sequential:
         """
         batch_size = check_positive_int(batch_size, "Sequential.predict batch_size")
         X = as_float_array(X, "Sequential.predict X", ndim=(1, 2, 3, 4, 5), dtype=self.dtype,
-                           min_features=1)
+                           min_features=1, like=self._reference())
         try:  # overflow inside is reported below, not as NumPy RuntimeWarnings
             with self.inference() as layers, np.errstate(over="ignore", invalid="ignore"):
                 if X.shape[0] <= batch_size:
                     out = self._run(layers, X)
                 else:
-                    out = np.concatenate([self._run(layers, X[i:i + batch_size])
-                                          for i in range(0, X.shape[0], batch_size)])
+                    out = backend.namespace(X).concat(
+                        [self._run(layers, X[i:i + batch_size])
+                         for i in range(0, X.shape[0], batch_size)], axis=0)
         except NonFiniteError as exc:  # a layer saw an overflowed value: say which input did it
             raise NonFiniteError(overflow_message("Sequential.predict X", X)) from exc
         if not all_finite(out):
@@ -305,12 +339,13 @@ class Sequential:
             self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy))
         if out.shape[1] == 1:
             p = out if already else sigmoid(out)
-            return np.concatenate([1 - p, p], axis=1)
+            return backend.namespace(p).concat([1 - p, p], axis=1)
         return out if already else softmax(out)
 
     def predict_classes(self, X: Any, *, batch_size: int = 8192) -> np.ndarray[Any, Any]:
         """Class indices ``0..K-1`` (the most probable class), ``(N,)``."""
-        return np.argmax(self.predict_proba(X, batch_size=batch_size), axis=1)
+        proba = self.predict_proba(X, batch_size=batch_size)
+        return backend.namespace(proba).argmax(proba, axis=1)
 
     # Expanded Jacobian of the whole chain ----------------------------------------------------
 
@@ -326,6 +361,10 @@ class Sequential:
             raise JacnetValueError(f"Sequential.jacobian wrt expects one of {names}, got {wrt!r}")
         start, name = (0, "X") if wrt == "X" else (int(wrt.split(".")[0]), wrt.split(".", 1)[1])
         chain = copy.deepcopy(self.layers)  # forward keeps arrays; leave the caller's alone
+        if self.backend != "numpy":  # expanded Jacobians are built in NumPy
+            for layer in chain:
+                layer.to("numpy")
+            X = backend.to_numpy(X)
         inputs, outputs = [], []
         for layer in chain:
             inputs.append(X)

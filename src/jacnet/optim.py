@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from jacnet import backend
 from jacnet._validation import FloatArray, check_positive_int, check_real, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.registry import register_optimizer
@@ -62,10 +63,10 @@ class Optimizer:
         # Check every pair before touching any: a refused step changes nothing.
         for name, p in params.items():
             g = grads[name]
-            if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray):
-                raise JacnetTypeError(f"{type(self).__name__}.step expects arrays for {name!r}, "
-                                      f"got {describe(p)} and {describe(g)}")
-            if p.dtype.kind != "f" or g.dtype.kind not in "fiu":
+            if not _is_array(p) or not _is_array(g) or type(p) is not type(g):
+                raise JacnetTypeError(f"{type(self).__name__}.step expects arrays of one backend "
+                                      f"for {name!r}, got {describe(p)} and {describe(g)}")
+            if backend.numpy_dtype(p).kind != "f" or backend.numpy_dtype(g).kind not in "fiu":
                 raise JacnetTypeError(f"{type(self).__name__}.step expects a floating params[{name!r}] "
                                       f"and a real grads[{name!r}], got dtypes {p.dtype} and {g.dtype}")
             if p.shape != g.shape:
@@ -80,7 +81,7 @@ class Optimizer:
                     f"optimizer has been updating ({sorted(self._state)}), got a new one after "
                     f"{self.iterations} steps; use a new {type(self).__name__} for each model")
             for slot, arr in (slots or {}).items():
-                if arr.shape != p.shape or arr.dtype != p.dtype:
+                if arr.shape != p.shape or backend.numpy_dtype(arr) != backend.numpy_dtype(p):
                     raise ShapeError(
                         f"{type(self).__name__}.step params[{name!r}] expects shape {arr.shape} "
                         f"and dtype {arr.dtype} (its {slot} state), got {p.shape} {p.dtype}; use "
@@ -89,9 +90,10 @@ class Optimizer:
             if bound is not None and bound is not p and name in self._state:
                 raise JacnetValueError(
                     f"{type(self).__name__}.step params[{name!r}] expects the array this "
-                    f"optimizer has been updating, got a different one (another model, or a "
-                    f"layer that replaced its parameter instead of updating it in place); use a "
-                    f"new {type(self).__name__} for each model")
+                    f"optimizer has been updating, got a different one (another model, a model "
+                    f"moved by .to() since, or a layer that replaced its parameter instead of "
+                    f"updating it in place); use a new {type(self).__name__} for each model, "
+                    f"made after moving it (or carry the state over with state_dict)")
         self._bound = dict(params)
         self.iterations += 1
         for name, p in params.items():
@@ -103,15 +105,17 @@ class Optimizer:
     def _buffer(self, name: str, p: FloatArray) -> FloatArray:
         """A scratch array shaped like ``p``, reused every step."""
         buf = self._scratch.get(name)
-        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
-            buf = self._scratch[name] = np.empty_like(p)
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or type(buf) is not type(p):
+            buf = self._scratch[name] = backend.namespace(p).empty_like(p)
         return buf
 
     def _slot(self, name: str, slot: str, p: FloatArray) -> FloatArray:
         """Persistent state ``slot`` (zeros at first) of parameter ``name``."""
         slots = self._state.setdefault(name, {})
         if slot not in slots:
-            slots[slot] = np.zeros_like(p)
+            slots[slot] = backend.namespace(p).zeros_like(p)
+        elif type(slots[slot]) is not type(p) or backend.device_of(slots[slot]) != backend.device_of(p):
+            slots[slot] = backend.like(slots[slot], p)  # restored state, or a model moved
         return slots[slot]
 
     def state_dict(self) -> dict[str, Any]:
@@ -120,7 +124,7 @@ class Optimizer:
             "type": type(self).__name__,
             "hyperparameters": self.hyperparameters(),
             "iterations": self.iterations,
-            "state": {f"{slot}/{name}": arr.copy() for name, slots in self._state.items()
+            "state": {f"{slot}/{name}": np.array(backend.to_numpy(arr)) for name, slots in self._state.items()
                       for slot, arr in slots.items()},
         }
 
@@ -170,24 +174,25 @@ class SGD(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _update(self, name: str, p: FloatArray, g: FloatArray) -> None:
+        xp = backend.namespace(p)
         buf = self._buffer(name, p)
         if self.weight_decay:  # g ← g + weight_decay·p, in the scratch buffer
-            np.multiply(p, self.weight_decay, out=buf)
+            xp.multiply(p, self.weight_decay, out=buf)
             buf += g
             g = buf
         if not self.momentum:
-            np.multiply(g, self.lr, out=buf)
+            xp.multiply(g, self.lr, out=buf)
             p -= buf
             return
         v = self._slot(name, "velocity", p)
         v *= self.momentum
         v += g
         if self.nesterov:  # p ← p - lr·(g + momentum·v), as two in-place steps
-            np.multiply(g, self.lr, out=buf)
+            xp.multiply(g, self.lr, out=buf)
             p -= buf
-            np.multiply(v, self.lr * self.momentum, out=buf)
+            xp.multiply(v, self.lr * self.momentum, out=buf)
         else:
-            np.multiply(v, self.lr, out=buf)
+            xp.multiply(v, self.lr, out=buf)
         p -= buf
 
 
@@ -216,27 +221,32 @@ class Adam(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _update(self, name: str, p: FloatArray, g: FloatArray) -> None:
+        xp = backend.namespace(p)
         beta1, beta2 = self.betas
         t = self.iterations
         m = self._slot(name, "m", p)
         v = self._slot(name, "v", p)
         buf = self._buffer(name, p)
         m *= beta1
-        np.multiply(g, 1 - beta1, out=buf)
+        xp.multiply(g, 1 - beta1, out=buf)
         m += buf
         v *= beta2
-        np.multiply(g, g, out=buf)
+        xp.multiply(g, g, out=buf)
         buf *= 1 - beta2
         v += buf
         if self.weight_decay:
             p *= 1 - self.lr * self.weight_decay
         # buf ← lr/(1-β₁ᵗ) · m / (sqrt(v/(1-β₂ᵗ)) + eps), all in place.
-        np.divide(v, 1 - beta2**t, out=buf)
-        np.sqrt(buf, out=buf)
+        xp.divide(v, 1 - beta2**t, out=buf)
+        xp.sqrt(buf, out=buf)
         buf += self.eps
-        np.divide(m, buf, out=buf)
+        xp.divide(m, buf, out=buf)
         buf *= self.lr / (1 - beta1**t)
         p -= buf
+
+
+def _is_array(A: Any) -> bool:
+    return isinstance(A, np.ndarray) or backend.is_torch(A)
 
 
 class StepDecay:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from jacnet import backend
 from jacnet._validation import (
     FloatArray,
     all_finite,
@@ -168,7 +169,8 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str
     if not isinstance(model, Sequential):
         raise JacnetTypeError(f"{name} model expects a jacnet Sequential, got {describe(model)}")
     # The ranks the first layer declares: (N, in) for an MLP, (N, C, L) for a Conv1D...
-    X = as_float_array(X, f"{name} X", ndim=model.layers[0].input_ndim, dtype=model.dtype)
+    X = as_float_array(X, f"{name} X", ndim=model.layers[0].input_ndim, dtype=model.dtype,
+                       like=model._reference())  # moved to the model's device once
     n_in = model.in_features
     if n_in is not None and X.shape[1] != n_in:
         raise ShapeError(f"{name} X expects {n_in} features (the model's input width), "
@@ -189,7 +191,18 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str
         _, targets = copy.copy(loss)._checked(probe, y)
     except JacnetError as exc:  # say which argument of the caller is wrong
         raise type(exc)(f"{name} y: {exc}") from exc
+    if isinstance(targets, np.ndarray) and backend.is_torch(X):
+        targets = backend.like(targets, X)
     return X, y, targets
+
+
+def _take(X: FloatArray, rows: Any, out: Any = None) -> FloatArray:
+    """``X[rows]`` (``rows`` on ``X``'s backend), written into ``out`` when given."""
+    if backend.is_torch(X):
+        return backend.take_rows(X, rows, out)
+    # The rows are valid indices, and mode="clip" lets take write straight into out
+    # (mode="raise" would buffer it again).
+    return np.take(X, rows, axis=0, out=out, mode="clip")
 
 
 def _int_seed(seed: np.random.Generator | int | None) -> int:
@@ -224,9 +237,10 @@ def _batched_outputs(model: Sequential, X: FloatArray, rows: NDArray[np.intp] | 
     parts = []
     with model.inference() as layers:
         for s in range(0, n, batch_size):
-            Xb = X[s:s + batch_size] if rows is None else np.take(X, rows[s:s + batch_size], axis=0)
+            Xb = X[s:s + batch_size] if rows is None else _take(
+                X, backend.like(rows[s:s + batch_size], X))
             parts.append(model._run(layers, Xb))
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return backend.namespace(X).concat(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
 def _warn_if_unfused(model: Sequential, loss: Loss) -> None:
@@ -256,6 +270,7 @@ def _weights(value: Any, loss: Loss, n: int, name: str) -> FloatArray | None:
 
 def _scores(model: Sequential, loss: Loss, outputs: FloatArray, y: Any, prefix: str = "",
             weights: FloatArray | None = None) -> dict[str, float]:
+    outputs = backend.to_numpy(outputs)  # scored once per call, in NumPy
     if weights is None:
         scores = {f"{prefix}loss": copy.copy(loss).forward(outputs, y)}
     else:
@@ -312,7 +327,8 @@ def evaluate(model: Sequential, X: Any, y: Any, *, loss: Loss | None = None,
     if not math.isfinite(scores["loss"]):
         raise NonFiniteError(f"evaluate X expects inputs (and y targets) for which the loss is "
                              f"finite, got loss {scores['loss']} (|X| up to "
-                             f"{float(np.max(np.abs(X))):.3g}; standardise X and y?)")
+                             f"{float(np.max(np.abs(backend.to_numpy(X)))):.3g}; standardise X "
+                             "and y?)")
     return scores
 
 
@@ -499,7 +515,8 @@ def fit(
     # Every batch is gathered into this one array: a fresh (batch, ...) array per step costs
     # page faults once it is large. It is handed to the network as jacnet's own array (no copy,
     # no second check): nothing else reads or writes it until the next step's gather.
-    batch_buffer = np.empty((min(batch_size, n), *X.shape[1:]), dtype=X.dtype)
+    batch_buffer = backend.namespace(X).empty((min(batch_size, n), *X.shape[1:]), dtype=X.dtype,
+                                              device=X.device)
     _warn_if_unfused(model, loss)
     modes = [layer.training for layer in model.layers]
     model.train()
@@ -516,14 +533,14 @@ def fit(
             progress.epoch_begin(epoch)
             started = time.perf_counter()
             order = train_rows[shuffle_rng.permutation(n)] if shuffle else train_rows
+            order_here = backend.like(order, X)  # the indices on X's device, once per epoch
             total, correct = 0.0, 0.0
             for b, s in enumerate(range(0, n, batch_size)):
                 run.batch = b
                 rows = order[s:s + batch_size]
                 wb = None if weights is None else weights[rows]
-                # The one gather of the step; the rows are valid indices, and mode="clip" lets
-                # take write straight into the buffer (mode="raise" would buffer it again).
-                Xb = np.take(X, rows, axis=0, out=batch_buffer[:rows.shape[0]], mode="clip")
+                rows_here = order_here[s:s + batch_size]
+                Xb = _take(X, rows_here, out=batch_buffer[:rows.shape[0]])  # the step's one gather
                 # A non-finite output or loss stops training before the optimizer moves the
                 # weights, so the guard keeps the (finite) weights that produced it. (An overflow
                 # that a saturating activation hides from the output can still reach the
@@ -543,7 +560,7 @@ def fit(
                             finally:
                                 _handed.reset(token)
                             if prepared:
-                                value = loss._forward_prepared(out, targets[rows], wb)
+                                value = loss._forward_prepared(out, targets[rows_here], wb)
                             elif wb is None:  # a user's forward need not take sample_weight
                                 value = loss.forward(out, y[rows])
                             else:

@@ -1,0 +1,182 @@
+"""Backends: where a model's arrays live and which array library computes on them.
+
+jacnet writes each closed form once, against the Python array API standard: a formula takes
+``xp = namespace(A)`` from its input and calls ``xp.exp``, ``xp.sum(A, axis=0)``, ``A @ W``.
+Two backends run those formulas:
+
+- ``"numpy"`` (the default, the only hard requirement): ``xp`` is NumPy itself.
+- ``"torch"``: PyTorch tensors on a ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), with
+  ``xp`` from ``array-api-compat``; ``pip install 'jacnet[torch]'`` brings both. Autograd is
+  never used: the closed forms are the backward pass.
+
+A model moves with ``model.to("torch", device="cuda")``; files, Jacobians and the gradient
+checker work on NumPy copies (:func:`to_numpy`), so a file saved from any backend loads on any
+other with bitwise the same weights.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from jacnet.errors import JacnetTypeError, JacnetValueError
+
+__all__ = ["BACKENDS", "backend_of", "device_of", "is_torch", "namespace", "to_backend", "to_numpy"]
+
+#: The backends a model can run on.
+BACKENDS = ("numpy", "torch")
+
+
+def is_torch(A: Any) -> bool:
+    """True for a PyTorch tensor (checked without importing torch)."""
+    return type(A).__module__.startswith("torch")
+
+
+def _torch() -> ModuleType:
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(
+            "the torch backend expects PyTorch and array-api-compat, got neither installed; "
+            "run: pip install 'jacnet[torch]'") from exc
+    return torch
+
+
+def _compat_torch() -> ModuleType:
+    _torch()
+    try:
+        import array_api_compat.torch as xp
+    except ImportError as exc:
+        raise ImportError(
+            "the torch backend expects array-api-compat, got it missing; "
+            "run: pip install 'jacnet[torch]'") from exc
+    return xp
+
+
+def namespace(A: Any) -> Any:
+    """The array API namespace of ``A``: NumPy for NumPy arrays (and anything else array-like),
+    ``array_api_compat.torch`` for a tensor."""
+    if type(A) is np.ndarray or not is_torch(A):
+        return np
+    return _compat_torch()
+
+
+def backend_of(A: Any) -> str:
+    """``"torch"`` for a tensor, else ``"numpy"``."""
+    return "torch" if is_torch(A) else "numpy"
+
+
+def device_of(A: Any) -> str:
+    """``"cpu"`` for a NumPy array; a tensor's device as text (``"cuda:0"``)."""
+    return str(A.device) if is_torch(A) else "cpu"
+
+
+def check_backend(backend: Any, device: Any, where: str) -> tuple[str, str]:
+    """``(backend, device)`` checked; ``device`` defaults to ``"cpu"`` and must be ``"cpu"``
+    for NumPy. A torch device that this machine lacks is refused here, naming it."""
+    if backend not in BACKENDS:
+        raise JacnetValueError(f"{where} backend expects one of {BACKENDS}, got {backend!r}")
+    if device is None:
+        device = "cpu"
+    if not isinstance(device, str) and not type(device).__name__ == "device":
+        raise JacnetTypeError(f"{where} device expects a string such as 'cpu' or 'cuda', "
+                              f"got {device!r}")
+    device = str(device)
+    if backend == "numpy":
+        if device != "cpu":
+            raise JacnetValueError(f"{where} device expects 'cpu' for the numpy backend, got "
+                                   f"{device!r}; use backend='torch' for a GPU")
+        return backend, device
+    torch = _torch()
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise JacnetValueError(f"{where} device expects a torch device such as 'cpu' or "
+                               f"'cuda:0', got {device!r}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise JacnetValueError(f"{where} device expects a device this machine has, got "
+                               f"{device!r}, but torch sees no CUDA GPU")
+    return backend, str(resolved)
+
+
+def torch_dtype(dtype: Any) -> Any:
+    """The torch dtype of a NumPy floating (or integer) dtype."""
+    torch = _torch()
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
+            np.dtype(np.int64): torch.int64, np.dtype(np.intp): torch.int64,
+            np.dtype(np.bool_): torch.bool}[np.dtype(dtype)]
+
+
+def numpy_dtype(A: Any) -> np.dtype[Any]:
+    """``A.dtype`` as a NumPy dtype (a tensor's ``torch.float32`` is ``float32``)."""
+    if is_torch(A):
+        return np.dtype(str(A.dtype).removeprefix("torch."))
+    return np.dtype(A.dtype)
+
+
+def to_numpy(A: Any) -> Any:
+    """A NumPy array with ``A``'s values (a tensor is copied off its device, detached); a NumPy
+    array or anything else is returned as it is."""
+    if is_torch(A):
+        return A.detach().cpu().numpy()
+    return A
+
+
+def to_backend(A: Any, backend: str, device: str = "cpu", dtype: Any = None) -> Any:
+    """``A`` (an array of either backend) on ``backend`` and ``device``, cast to the NumPy
+    ``dtype`` if given. Returns ``A`` itself when it is already there."""
+    if backend == "numpy":
+        out = to_numpy(A)
+        return out if dtype is None or out.dtype == dtype else out.astype(dtype)
+    torch = _torch()
+    target = None if dtype is None else torch_dtype(dtype)
+    if is_torch(A):
+        return A.to(device=device, dtype=target)
+    return torch.from_numpy(np.ascontiguousarray(A)).to(device=device, dtype=target)
+
+
+def astype(A: Any, dtype: Any) -> Any:
+    """``A`` cast to the NumPy floating ``dtype`` on its own backend and device."""
+    return to_backend(A, backend_of(A), device_of(A), dtype)
+
+
+def like(A: Any, reference: Any) -> Any:
+    """``A`` on the backend and device of ``reference`` (its dtype unchanged)."""
+    if is_torch(reference):
+        return to_backend(A, "torch", device_of(reference))
+    return to_numpy(A)
+
+
+def copy(A: Any) -> Any:
+    """A new array with ``A``'s values, on ``A``'s backend."""
+    return A.clone() if is_torch(A) else A.copy()
+
+
+def shares_memory(A: Any, B: Any) -> bool:
+    """True when the tensors ``A`` and ``B`` start at the same memory (a view, a detached
+    copy); False for anything else."""
+    return is_torch(A) and is_torch(B) and bool(A.data_ptr() == B.data_ptr())
+
+
+def matmul_into(A: Any, B: Any, out: Any) -> Any:
+    """``out[...] = A @ B`` without a temporary (NumPy's and torch's ``out=``)."""
+    if is_torch(out):
+        if A.ndim == 1:  # torch's matmul would resize a vector out to a (1, n) matrix
+            return _torch().mv(B.T, A, out=out)
+        return _torch().matmul(A, B, out=out)
+    return np.matmul(A, B, out=out)
+
+
+def take_rows(X: Any, rows: Any, out: Any = None) -> Any:
+    """``X[rows]`` for the tensors ``X`` and ``rows``, written into ``out`` when given."""
+    if out is None:
+        return X[rows]
+    return _torch().index_select(X, 0, rows, out=out)
+
+
+def all_finite(A: Any) -> bool:
+    """True when every entry of the tensor ``A`` is finite (NumPy arrays: see
+    :func:`jacnet._validation.all_finite`)."""
+    return bool(_torch().isfinite(A).all())
