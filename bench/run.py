@@ -32,18 +32,20 @@ README = ROOT / "README.md"
 README_START, README_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
 
 #: float32 training systems, in the order the tables list them.
-TRAIN = ("jacnet", "jacnet-fit", "numpy", "torch", "torch-closed", "thinc", "thinc-numpy", "sklearn")
+TRAIN = ("jacnet", "jacnet-fit", "numpy", "jacnet-torch", "torch", "torch-closed", "thinc", "thinc-numpy",
+         "sklearn")
 #: float64 training systems (run at batch 128).
 F64 = ("jacnet-f64", "sklearn-f64")
 SYSTEMS = TRAIN + F64
 #: The systems that run on ``--device`` (the others always run on the CPU).
-DEVICE_SYSTEMS = ("torch", "torch-closed")
+DEVICE_SYSTEMS = ("jacnet-torch", "torch", "torch-closed")
 #: The wider network a ``--device cuda`` run adds, where a GPU is busy (tiny: a small stand-in).
 WIDE, TINY_WIDE = (4096, 4096), (64, 64)
 LABELS = {
     "jacnet": "jacnet step loop",
     "jacnet-fit": "jacnet `fit`",
     "numpy": "NumPy loop",
+    "jacnet-torch": "jacnet `fit`, torch backend",
     "torch": "PyTorch eager",
     "torch-closed": "torch closed forms",
     "thinc": "thinc (BLIS)",
@@ -55,7 +57,8 @@ LABELS = {
     "jacnet-forward": "jacnet `model.forward`",
 }
 #: Which package each system needs besides NumPy.
-NEEDS = {"torch": "torch", "torch-closed": "torch", "thinc": "thinc", "thinc-numpy": "thinc",
+NEEDS = {"torch": "torch", "torch-closed": "torch", "jacnet-torch": "torch", "thinc": "thinc",
+         "thinc-numpy": "thinc",
          "sklearn": "sklearn", "sklearn-f64": "sklearn"}
 #: How to install each of them (the pins are the bench extra's).
 INSTALL = {"torch": "pip install torch==2.13.0", "thinc": "pip install thinc==9.1.1",
@@ -453,6 +456,11 @@ def targets(res: Results) -> list[Target]:
         fit, loop = Job("train", "jacnet-fit", batch), Job("train", "numpy", batch)
         out.append(Target(f"batch {batch}: `fit` epoch / NumPy loop", ratio(fit, loop), 0.95,
                           floor=floor(jac(batch), loop), issue=14))
+    for batch, limit in ((128, 0.85), (32, 0.60), (512, 0.95)):
+        mine, theirs = Job("train", "jacnet-torch", batch), Job("train", "torch", batch)
+        if batch in res.batches and mine in res.runs:
+            out.append(Target(f"batch {batch}: `fit` on the torch backend / {LABELS['torch']}",
+                              ratio(mine, theirs), limit, issue=14))
     for batch in res.batches:
         out.append(Target(f"batch {batch}: step-loop epoch (as the docs teach it) / `fit` epoch",
                           ratio(jac(batch), Job("train", "jacnet-fit", batch)), 1.05, issue=14))

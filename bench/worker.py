@@ -23,6 +23,7 @@ from bench._common import Config, blas_info, pinned_threads
 TRAIN_SYSTEMS: dict[str, tuple[str, str, Any]] = {
     "jacnet": ("bench._jacnet", "train_step", np.float32),
     "jacnet-fit": ("bench._jacnet", "train_fit", np.float32),
+    "jacnet-torch": ("bench._jacnet", "train_fit_torch", np.float32),
     "numpy": ("bench._numpy", "train", np.float32),
     "torch": ("bench._torch", "train", np.float32),
     "torch-closed": ("bench._torch", "train_closed", np.float32),

@@ -16,6 +16,7 @@ other with bitwise the same weights.
 
 from __future__ import annotations
 
+import math
 from types import ModuleType
 from typing import Any
 
@@ -29,9 +30,16 @@ __all__ = ["BACKENDS", "backend_of", "device_of", "is_torch", "namespace", "to_b
 BACKENDS = ("numpy", "torch")
 
 
+_TORCH_TYPES: dict[type, bool] = {}
+
+
 def is_torch(A: Any) -> bool:
-    """True for a PyTorch tensor (checked without importing torch)."""
-    return type(A).__module__.startswith("torch")
+    """True for a PyTorch tensor (checked without importing torch; cached per type)."""
+    kind = type(A)
+    found = _TORCH_TYPES.get(kind)
+    if found is None:
+        found = _TORCH_TYPES[kind] = kind.__module__.startswith("torch")
+    return found
 
 
 def _torch() -> ModuleType:
@@ -176,7 +184,28 @@ def take_rows(X: Any, rows: Any, out: Any = None) -> Any:
     return _torch().index_select(X, 0, rows, out=out)
 
 
+def positive_mask(X: Any) -> Any:
+    """``[x > 0]`` entry by entry, in ``X``'s dtype (ReLU's derivative).
+
+    NumPy compares. On torch the same values come from ``ceil(clip(x, 0, 1))`` (0 for
+    ``x <= 0``, 1 for ``x > 0``, exactly): torch's CPU comparisons and bool-to-float casts
+    take about ten times as long as these two float kernels on a (128, 256) batch.
+    """
+    if type(X) is np.ndarray:
+        return (X > 0).astype(X.dtype)
+    xp = namespace(X)
+    return xp.ceil(xp.clip(X, 0.0, 1.0))
+
+
 def all_finite(A: Any) -> bool:
     """True when every entry of the tensor ``A`` is finite (NumPy arrays: see
-    :func:`jacnet._validation.all_finite`)."""
-    return bool(_torch().isfinite(A).all())
+    :func:`jacnet._validation.all_finite`).
+
+    ``sum(A - A)`` is 0 exactly when every entry is finite and NaN otherwise; on torch's CPU
+    it is several times faster than ``isfinite(A).all()``. Checked in chunks of at most
+    ``2**20`` entries, so a large tensor needs no temporary of its own size.
+    """
+    torch = _torch()
+    flat, chunk = A.reshape(-1), 1 << 20
+    return all(math.isfinite(float(torch.sum(part - part)))
+               for part in (flat[i:i + chunk] for i in range(0, flat.shape[0], chunk)))

@@ -615,7 +615,7 @@ class ReLU(_Elementwise):
                 ) -> tuple[FloatArray, FloatArray | None]:
         # y = x ⊙ [x > 0] with the 0/1 mask in X's dtype, kept for backward: on float32 the
         # mask and a multiply cost less than np.maximum and backward's own comparison.
-        mask = backend.namespace(X).astype(X > 0, X.dtype)
+        mask = backend.positive_mask(X)
         if in_place:
             X *= mask
             return X, mask
@@ -654,7 +654,7 @@ class LeakyReLU(_Elementwise):
                 ) -> tuple[FloatArray, FloatArray | None]:
         # D = 1 where x > 0, else the slope; y = x ⊙ D.
         slope = self.negative_slope
-        D = backend.namespace(X).astype(X > 0, X.dtype)
+        D = backend.positive_mask(X)
         D *= 1 - slope
         D += slope
         if in_place:

@@ -31,7 +31,7 @@ from jacnet._validation import (
     check_sample_weight,
 )
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
-from jacnet.layers import BATCH, is_recording, private, sigmoid, softmax
+from jacnet.layers import BATCH, is_handed_over, is_recording, private, sigmoid, softmax
 from jacnet.registry import register_loss
 from jacnet.structure import Structure
 
@@ -161,6 +161,8 @@ class Loss:
         return P, backend.like(self._target_for(stand_in, target), P)
 
     def _check_pred(self, pred: Any) -> FloatArray:
+        if is_handed_over(pred) and pred.ndim == 2:  # a network's output, checked as it left
+            return pred
         return as_float_array(pred, f"{type(self).__name__} pred", ndim=2, min_features=1)
 
     def _forward_prepared(self, pred: Any, T: Any, weights: FloatArray | None = None) -> float:

@@ -50,12 +50,19 @@ from jacnet.metrics import is_classification
 __all__ = ["ACTIVATIONS", "Sequential", "build_mlp"]
 
 
-def _jacnet_code(layer: Layer, method: str) -> bool:
+def _jacnet_code(layer: Layer | Loss, method: str) -> bool:
     """True when ``layer.<method>`` is jacnet's own code. Such a method returns a new array that
     it keeps no reference to, so the network may hand that array on as jacnet's; and only such
     a method receives a hand-over: a user's code (a residual block that adds its input back)
     may still hold the array, so it must never be told it may write into it."""
-    return _owner(type(layer), method).__module__.startswith("jacnet.")
+    key = (type(layer), method)
+    found = _JACNET_CODE.get(key)
+    if found is None:
+        found = _JACNET_CODE[key] = _owner(type(layer), method).__module__.startswith("jacnet.")
+    return found
+
+
+_JACNET_CODE: dict[tuple[type, str], bool] = {}
 
 #: Activation names accepted by :func:`build_mlp` (and the command line).
 ACTIVATIONS: dict[str, type[Layer]] = {

@@ -60,7 +60,29 @@ class Optimizer:
             raise JacnetValueError(
                 f"{type(self).__name__}.step grads expects the keys of params "
                 f"{sorted(params)}, got {sorted(grads)}")
-        # Check every pair before touching any: a refused step changes nothing.
+        if not self._as_last_step(params, grads):
+            self._check(params, grads)
+        self._bound = dict(params)
+        self.iterations += 1
+        for name, p in params.items():
+            self._update(name, p, grads[name])
+
+    def _as_last_step(self, params: Mapping[str, FloatArray], grads: Mapping[str, FloatArray]
+                      ) -> bool:
+        """True when every parameter is the array the last (checked) step updated and its
+        gradient matches it in type, shape and dtype: nothing :meth:`_check` looks at changed."""
+        bound = self._bound
+        if len(bound) != len(params):
+            return False
+        for name, p in params.items():
+            g = grads[name]
+            if (bound.get(name) is not p or type(g) is not type(p) or g.shape != p.shape
+                    or g.dtype != p.dtype):
+                return False
+        return True
+
+    def _check(self, params: Mapping[str, FloatArray], grads: Mapping[str, FloatArray]) -> None:
+        """Check every pair before touching any: a refused step changes nothing."""
         for name, p in params.items():
             g = grads[name]
             if not _is_array(p) or not _is_array(g) or type(p) is not type(g):
@@ -94,10 +116,6 @@ class Optimizer:
                     f"moved by .to() since, or a layer that replaced its parameter instead of "
                     f"updating it in place); use a new {type(self).__name__} for each model, "
                     f"made after moving it (or carry the state over with state_dict)")
-        self._bound = dict(params)
-        self.iterations += 1
-        for name, p in params.items():
-            self._update(name, p, grads[name])
 
     def _update(self, name: str, p: FloatArray, g: FloatArray) -> None:
         raise NotImplementedError

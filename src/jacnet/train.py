@@ -20,7 +20,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ from jacnet.metrics import (
     r2_score,
     true_labels,
 )
-from jacnet.model import Sequential
+from jacnet.model import Sequential, _jacnet_code
 from jacnet.optim import Adam, Optimizer
 from jacnet.progress import Progress
 
@@ -194,6 +194,17 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str
     if isinstance(targets, np.ndarray) and backend.is_torch(X):
         targets = backend.like(targets, X)
     return X, y, targets
+
+
+def _handing(A: Any, ours: bool, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``method(*args, **kwargs)`` with ``A`` handed over (see
+    :func:`~jacnet.layers.is_handed_over`) when ``ours``: jacnet made it for this call and nobody
+    else holds it."""
+    token = _handed.set(id(A) if ours else 0)
+    try:
+        return method(*args, **kwargs)
+    finally:
+        _handed.reset(token)
 
 
 def _take(X: FloatArray, rows: Any, out: Any = None) -> FloatArray:
@@ -518,6 +529,8 @@ def fit(
     batch_buffer = backend.namespace(X).empty((min(batch_size, n), *X.shape[1:]), dtype=X.dtype,
                                               device=X.device)
     _warn_if_unfused(model, loss)
+    own_output = _jacnet_code(model.layers[-1], "forward")
+    own_gradient = all(_jacnet_code(loss, m) for m in ("backward", "_gradient"))
     modes = [layer.training for layer in model.layers]
     model.train()
 
@@ -554,20 +567,21 @@ def fit(
                         value = 0.0
                     else:
                         try:
-                            token = _handed.set(id(Xb))  # Xb is fit's own array: see is_handed_over
-                            try:
-                                out = model.forward(Xb)
-                            finally:
-                                _handed.reset(token)
+                            # Xb is fit's own array (see is_handed_over), and so are the output
+                            # of a built-in last layer and the gradient of a built-in loss: each
+                            # is handed on without a copy or a second check.
+                            out = _handing(Xb, True, model.forward, Xb)
                             if prepared:
-                                value = loss._forward_prepared(out, targets[rows_here], wb)
+                                value = _handing(out, own_output, loss._forward_prepared, out,
+                                                 targets[rows_here], wb)
                             elif wb is None:  # a user's forward need not take sample_weight
                                 value = loss.forward(out, y[rows])
                             else:
                                 value = loss.forward(out, y[rows], sample_weight=wb)
                             finite = math.isfinite(value)
                             if finite:
-                                model.backward(loss.backward(), input_grad=False)
+                                dY = loss.backward()
+                                _handing(dY, own_gradient, model.backward, dY, input_grad=False)
                         except NonFiniteError as exc:
                             guard.fail(run, f"a value became non-finite ({exc})")
                         if not finite:
