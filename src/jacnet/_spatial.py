@@ -148,7 +148,8 @@ def fold(piece: Callable[[Ints], np.ndarray[Any, Any]], dest: np.ndarray[Any, An
 
 class ShapeKept(_Builtin):
     """A built-in layer whose ``_saved`` is ``(output shape, dtype, what backward reads...)``:
-    ``backward`` checks ``dY`` against that shape and casts it to that dtype."""
+    ``backward`` checks ``dY`` against that shape and casts it to that dtype. On torch the
+    dtype's place holds :func:`output_kind`'s empty tensor, which also gives the device."""
 
     @classmethod
     def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
