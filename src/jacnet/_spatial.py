@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
+from jacnet import backend
 from jacnet._validation import FloatArray, check_positive_int, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.layers import Layer, _Builtin, is_handed_over
@@ -51,11 +52,12 @@ def checked_input(layer: Layer, X: Any, dtype: np.dtype[Any]) -> FloatArray:
     if is_handed_over(X) and X.dtype == dtype:
         return X
     A = layer._input(X)
-    if dtype == np.float32 and isinstance(X, np.ndarray) and X.dtype == np.float64:
+    if (dtype == np.float32 and (isinstance(X, np.ndarray) or backend.is_torch(X))
+            and backend.numpy_dtype(X) == np.float64):
         raise JacnetTypeError(
             f"{type(layer).__name__}.forward X expects float32 values (the layer's dtype; cast "
             f"X with .astype(np.float32) or build the layer with dtype=np.float64), got float64")
-    return A.astype(dtype, copy=False)
+    return backend.astype(A, dtype)
 
 
 def output_sizes(where: str, spatial: Ints, kernel: Ints, stride: Ints, padding: Ints) -> Ints:
@@ -146,7 +148,8 @@ def fold(piece: Callable[[Ints], np.ndarray[Any, Any]], dest: np.ndarray[Any, An
 
 class ShapeKept(_Builtin):
     """A built-in layer whose ``_saved`` is ``(output shape, dtype, what backward reads...)``:
-    ``backward`` checks ``dY`` against that shape and casts it to that dtype."""
+    ``backward`` checks ``dY`` against that shape and casts it to that dtype. On torch the
+    dtype's place holds :func:`output_kind`'s empty tensor, which also gives the device."""
 
     @classmethod
     def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
@@ -161,7 +164,16 @@ class ShapeKept(_Builtin):
     def _upstream_for(self, dY: Any) -> FloatArray:
         if self._saved is None:
             return self._upstream(dY, None, ())  # raises ForwardNotCalledError
-        return self._upstream(dY, np.empty(0, dtype=self._saved[1]), self._output_shape())
+        kept = self._saved[1]  # a NumPy dtype, or an empty tensor from output_kind
+        reference = kept if hasattr(kept, "shape") else np.empty(0, dtype=kept)
+        return self._upstream(dY, reference, self._output_shape())
+
+
+def output_kind(Y: Any) -> Any:
+    """What a :class:`ShapeKept` layer keeps of its output ``Y`` besides the shape: the dtype
+    of a NumPy array; for a tensor an empty tensor of its dtype and device, so that backward
+    casts ``dY`` to that dtype and moves a NumPy ``dY`` there."""
+    return Y.new_empty(0) if backend.is_torch(Y) else Y.dtype
 
 
 def window_index(spatial: Ints, kernel: Ints, stride: Ints, padding: Ints, out: Ints

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike
 
-from jacnet._spatial import ShapeKept
+from jacnet import backend
+from jacnet._spatial import ShapeKept, output_kind
 from jacnet._validation import FloatArray, as_rng, check_jacobian_size, check_real
 from jacnet.layers import Layer, is_recording
 from jacnet.registry import register_layer
@@ -80,26 +81,34 @@ class Dropout(ShapeKept):
         self._fixed = True
 
     def _mask_for(self, A: FloatArray) -> FloatArray:
-        """The training mask for ``A``: the last one when fixed and it fits, else a new draw."""
+        """The training mask for ``A``: the last one when fixed and it fits, else a new draw.
+
+        The mask is drawn in NumPy from ``rng`` and moved to ``A``'s backend and device, so a
+        seed gives the same masks on every backend.
+        """
         mask = self._mask
-        if not (self._fixed and mask is not None and mask.shape == A.shape
-                and mask.dtype == A.dtype):
-            mask = (self.rng.random(A.shape) >= self.p).astype(A.dtype)
-            mask *= A.dtype.type(1.0 / (1.0 - self.p))
-            if is_recording():  # inference_mode leaves the layer's state as it was
-                self._mask = mask
+        dtype = backend.numpy_dtype(A)
+        if self._fixed and mask is not None and mask.shape == A.shape and (
+                backend.numpy_dtype(mask) == dtype):
+            return backend.like(mask, A)  # the fixed mask follows the input's backend
+        drawn = (self.rng.random(A.shape) >= self.p).astype(dtype)
+        drawn *= dtype.type(1.0 / (1.0 - self.p))
+        mask = backend.like(drawn, A)
+        if is_recording():  # inference_mode leaves the layer's state as it was
+            self._mask = mask
         return mask
 
     def _multiplier(self, A: FloatArray) -> FloatArray:
         """``m`` in training, ones (a broadcast view, no memory) in inference."""
         if self.training:
             return self._mask_for(A)
-        return np.broadcast_to(np.ones(1, dtype=A.dtype), A.shape)
+        xp = backend.namespace(A)
+        return xp.broadcast_to(xp.ones(1, dtype=A.dtype, device=A.device), A.shape)
 
     def forward(self, X: Any) -> FloatArray:
         A = self._input(X)
         m = self._multiplier(A)
-        self._keep((A.shape, A.dtype, m))
+        self._keep((A.shape, output_kind(A), m))
         return A * m
 
     def backward(self, dY: Any) -> FloatArray:
@@ -110,8 +119,8 @@ class Dropout(ShapeKept):
         """``∂y_a/∂x_b = δ_ab m_a`` over flat indices, shape ``X.shape + X.shape``; uses the
         mask :meth:`forward` would (the last one after :meth:`fix_randomness`)."""
         self._check_wrt(wrt)
-        A = self._input(X)
+        A = backend.to_numpy(self._input(X))  # built in NumPy, whatever the backend
         check_jacobian_size(A.shape, A.shape, "Dropout.jacobian")
         J = np.zeros((A.size, A.size), dtype=A.dtype)
-        J[np.arange(A.size), np.arange(A.size)] = self._multiplier(A).reshape(-1)
+        J[np.arange(A.size), np.arange(A.size)] = backend.to_numpy(self._multiplier(A)).reshape(-1)
         return J.reshape(A.shape + A.shape)

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike
 
-from jacnet._spatial import ShapeKept, checked_input
+from jacnet import backend
+from jacnet._spatial import ShapeKept, checked_input, output_kind
 from jacnet._validation import (
     FloatArray,
     check_jacobian_size,
@@ -41,19 +42,26 @@ __all__ = ["BatchNorm", "LayerNorm"]
 def _standardize(A: FloatArray, axes: tuple[int, ...], eps: float
                  ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """``x̂``, ``1/σ``, ``μ`` and the biased ``var`` of ``A`` over ``axes`` (kept as size 1)."""
-    mean = A.mean(axis=axes, keepdims=True)
+    xp = backend.namespace(A)
+    mean = xp.mean(A, axis=axes, keepdims=True)
     centred = A - mean
-    var = np.mean(centred * centred, axis=axes, keepdims=True)
-    inv_std = 1.0 / np.sqrt(var + A.dtype.type(eps))
+    var = xp.mean(centred * centred, axis=axes, keepdims=True)
+    inv_std = _inverse_std(var, eps)
     centred *= inv_std
     return centred, inv_std, mean, var
+
+
+def _inverse_std(var: FloatArray, eps: float) -> FloatArray:
+    """``1/σ = 1/sqrt(var + eps)`` in ``var``'s dtype (a Python float does not promote)."""
+    return 1.0 / backend.namespace(var).sqrt(var + eps)
 
 
 def _standardized_backward(g: FloatArray, xhat: FloatArray, inv_std: FloatArray,
                            axes: tuple[int, ...]) -> FloatArray:
     """``dX = (1/σ)(g − mean(g) − x̂ mean(g ⊙ x̂))`` over ``axes``: ``Σ_i g_i ∂x̂_i/∂x_k``."""
-    dX = g - g.mean(axis=axes, keepdims=True)
-    dX -= xhat * np.mean(g * xhat, axis=axes, keepdims=True)
+    xp = backend.namespace(g)
+    dX = g - xp.mean(g, axis=axes, keepdims=True)
+    dX -= xhat * xp.mean(g * xhat, axis=axes, keepdims=True)
     dX *= inv_std
     return dX
 
@@ -201,18 +209,12 @@ class BatchNorm(ShapeKept):
         shape = (int(config["num_features"]),)
         return {"gamma": (shape, str(config["dtype"])), "beta": (shape, str(config["dtype"]))}
 
-    def astype(self, dtype: DTypeLike) -> Layer:
-        super().astype(dtype)
-        for name, b in list(self.buffers.items()):
-            self.buffers[name] = b.astype(self.dtype)
-        return self
-
     def _checked(self, X: Any) -> FloatArray:
         A = checked_input(self, X, self.dtype)
         if A.shape[1] != self.num_features:
             raise ShapeError(f"BatchNorm({self.num_features}).forward X expects "
                              f"{self.num_features} features on axis 1, got shape {A.shape}")
-        if self.training and A.size // A.shape[1] < 2:
+        if self.training and math.prod(A.shape) // A.shape[1] < 2:
             raise ShapeError("BatchNorm.forward X expects more than one value per feature in "
                              f"training (batch statistics), got shape {A.shape}")
         return A
@@ -227,10 +229,10 @@ class BatchNorm(ShapeKept):
         if self.training:
             xhat, inv_std, _, _ = _standardize(A, axes, self.eps)
             return xhat, inv_std
-        mean = self._feature(self.buffers["running_mean"], A.ndim)
-        inv_std = 1.0 / np.sqrt(self._feature(self.buffers["running_var"], A.ndim)
-                                + A.dtype.type(self.eps))
-        return (A - mean) * inv_std, inv_std
+        inv_std = _inverse_std(self._feature(self.buffers["running_var"], A.ndim), self.eps)
+        xhat = A - self._feature(self.buffers["running_mean"], A.ndim)
+        xhat *= inv_std
+        return xhat, inv_std
 
     def forward(self, X: Any) -> FloatArray:
         """``y = γ x̂ + β``, ``X`` and ``Y`` of shape ``(N, F, *spatial)``."""
@@ -239,8 +241,8 @@ class BatchNorm(ShapeKept):
         if self.training:
             xhat, inv_std, mean, var = _standardize(A, axes, self.eps)
             if is_recording():
-                M = A.size // A.shape[1]
-                m = A.dtype.type(self.momentum)
+                M = math.prod(A.shape) // A.shape[1]
+                m = self.momentum  # a Python float: computed in the buffers' dtype
                 for name, batch in (("running_mean", mean), ("running_var", var * (M / (M - 1)))):
                     running = self.buffers[name]
                     running *= 1 - m
@@ -249,7 +251,7 @@ class BatchNorm(ShapeKept):
             xhat, inv_std = self._normalized(A)
         Y = xhat * self._feature(self.params["gamma"], A.ndim)
         Y += self._feature(self.params["beta"], A.ndim)
-        self._keep((Y.shape, Y.dtype, xhat, inv_std, self.training))
+        self._keep((Y.shape, output_kind(Y), xhat, inv_std, self.training))
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
@@ -257,8 +259,9 @@ class BatchNorm(ShapeKept):
         dY = self._upstream_for(dY)
         xhat, inv_std, batch_stats = self._saved[2:]
         axes = (0, *range(2, dY.ndim))
-        np.sum(dY * xhat, axis=axes, out=self.grads["gamma"])
-        np.sum(dY, axis=axes, out=self.grads["beta"])
+        xp = backend.namespace(dY)
+        xp.sum(dY * xhat, axis=axes, out=self.grads["gamma"])
+        xp.sum(dY, axis=axes, out=self.grads["beta"])
         g = dY * self._feature(self.params["gamma"], dY.ndim)
         if not batch_stats:
             return g * inv_std
@@ -415,7 +418,7 @@ class LayerNorm(ShapeKept):
         xhat, inv_std, _, _ = _standardize(A, axes, self.eps)
         Y = xhat * self.params["gamma"]
         Y += self.params["beta"]
-        self._keep((Y.shape, Y.dtype, xhat, inv_std))
+        self._keep((Y.shape, output_kind(Y), xhat, inv_std))
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
@@ -424,8 +427,9 @@ class LayerNorm(ShapeKept):
         xhat, inv_std = self._saved[2:]
         D = len(self.normalized_shape)
         lead = tuple(range(dY.ndim - D))
-        np.sum(dY * xhat, axis=lead, out=self.grads["gamma"])
-        np.sum(dY, axis=lead, out=self.grads["beta"])
+        xp = backend.namespace(dY)
+        xp.sum(dY * xhat, axis=lead, out=self.grads["gamma"])
+        xp.sum(dY, axis=lead, out=self.grads["beta"])
         axes = tuple(range(dY.ndim - D, dY.ndim))
         return _standardized_backward(dY * self.params["gamma"], xhat, inv_std, axes)
 
