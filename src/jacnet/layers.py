@@ -317,7 +317,7 @@ class Layer:
             return dY
         dtype = getattr(saved, "dtype", None)
         if (type(dY) is type(saved) and dY.dtype == dtype and dY.shape == shape
-                and all_finite(dY)):
+                and (type(dY) is np.ndarray or dY.device == saved.device) and all_finite(dY)):
             return dY  # already what the checks below would return
         dY = as_float_array(dY, f"{name}.backward dY", ndim=None, dtype=dtype, like=saved)
         check_same_shape(dY, f"{name}.backward dY", shape)
