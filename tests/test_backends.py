@@ -200,7 +200,7 @@ def test_check_gradients_and_jacobians_run_on_a_torch_model() -> None:
     rng = np.random.default_rng(8)
     model = jacnet.build_mlp(3, [4], 2, rng=0, dtype=np.float64).to("torch")
     X, y = rng.standard_normal((5, 3)), rng.integers(0, 2, 5)
-    report = jacnet.check_gradients(model, jacnet.SoftmaxCrossEntropy(), X, y)
+    report = jacnet.check_gradients(model, X, target=y, loss=jacnet.SoftmaxCrossEntropy())
     assert report.ok, report
     J = model.jacobian(X)
     J_numpy = copy.deepcopy(model).to("numpy").jacobian(X)
