@@ -252,3 +252,19 @@ def test_jacnet_train_names_the_extra_when_torch_is_missing(
     assert main([*TRAIN, "--backend", "torch", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "pip install 'jacnet[torch]'" in err and err.count("\n") == 1
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("check", ["check_estimators_pickle", "check_fit_idempotent",
+                                   "check_methods_subset_invariance", "check_estimators_dtypes"])
+@pytest.mark.parametrize("kind", ["JacnetClassifier", "JacnetRegressor"])
+def test_scikit_learns_checks_hold_on_torch(kind: str, check: str) -> None:
+    """A few of scikit-learn's estimator checks (the whole set passes on torch too, but takes
+    seconds): pickling, refitting, batch-independent predictions, input dtypes."""
+    from sklearn.utils import estimator_checks
+
+    import jacnet.sklearn
+
+    estimator = getattr(jacnet.sklearn, kind)((8,), epochs=5, batch_size=16, backend="torch",
+                                              random_state=0)
+    getattr(estimator_checks, check)(kind, estimator)
