@@ -109,10 +109,6 @@ def _on_numpy(module: Any) -> Any:
     return clone
 
 
-def _host(value: Any) -> Any:
-    """A tensor argument (``X``, ``target``, ``dY``) as a NumPy array; anything else as is."""
-    return backend.to_numpy(value) if backend.is_torch(value) else value
-
 
 def _output_function(
     module: Any, target: Any, loss: Loss | None
@@ -194,8 +190,8 @@ def expanded_jacobian(
     where = "expanded_jacobian"
     _prepared(module, target, loss, where)
     _check_wrt(module, wrt, where)
-    module, target = _on_numpy(module), _host(target)
-    X = _host(as_float_array(X, f"{where} X", ndim=None))
+    module, target = _on_numpy(module), backend.to_numpy(target)
+    X = backend.to_numpy(as_float_array(X, f"{where} X", ndim=None))
     f = _output_function(module, target, loss)
     _refuse_if_too_large(*_sizes(module, X, wrt, f), max_entries, where)
     with jacobian_limit(max_entries):
@@ -284,8 +280,8 @@ def numerical_jacobian(
     where = "numerical_jacobian"
     _prepared(module, target, loss, where)
     _check_wrt(module, wrt, where)
-    module, target = _on_numpy(module), _host(target)
-    X = _host(as_float_array(X, f"{where} X", ndim=None))
+    module, target = _on_numpy(module), backend.to_numpy(target)
+    X = backend.to_numpy(as_float_array(X, f"{where} X", ndim=None))
     X = np.array(X, dtype=_input_dtype(module, X))
     # The default step follows the dtype: 1e-6 is lost in float32 rounding (eps·|f|/h ≈ 0.1).
     h = (STEPS.get(X.dtype, 1e-6) if eps is None
@@ -544,8 +540,8 @@ def check_gradients(
     """
     where = "check_gradients"
     _prepared(module, target, loss, where)
-    X = _host(as_float_array(X, f"{where} X", ndim=None))
-    target, dY = _host(target), _host(dY)
+    X = backend.to_numpy(as_float_array(X, f"{where} X", ndim=None))
+    target, dY = backend.to_numpy(target), backend.to_numpy(dY)
     trained_dtype = _input_dtype(module, X)
     m = _float64_copy(_on_numpy(module))
     X = np.array(X, dtype=np.float64)

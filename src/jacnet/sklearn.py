@@ -98,11 +98,6 @@ def _check_float(value: Any, name: str, low: float, high: float | None = None,
     return checked
 
 
-def _host(value: Any) -> Any:
-    """A tensor (data passed to ``fit`` or ``predict``) as a NumPy array, for scikit-learn's
-    validation; anything else as it is."""
-    return _backend.to_numpy(value) if _backend.is_torch(value) else value
-
 
 def _float64_copy(model: Sequential) -> Sequential:
     """``model`` with float64 copies of its parameters (``Layer.astype``, every layer type)."""
@@ -311,7 +306,7 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
         predictions that do not depend on the other rows.
         """
         check_is_fitted(self)
-        X = validate_data(self, _host(X), dtype=np.float64, reset=False)
+        X = validate_data(self, _backend.to_numpy(X), dtype=np.float64, reset=False)
         model = self.model_
         if model.dtype != np.float64:
             model = _float64_copy(model)
@@ -322,7 +317,7 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
 
     def _fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
         self._check_params()
-        X, y, sample_weight = _host(X), _host(y), _host(sample_weight)
+        X, y, sample_weight = _backend.to_numpy(X), _backend.to_numpy(y), _backend.to_numpy(sample_weight)
         X, y = self._validate_xy(X, y, reset=True)
         self._set_targets(y)
         weights = self._weights(X, y, sample_weight, partial=False)
@@ -363,7 +358,7 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
         first = not hasattr(self, "model_")
         if first:
             self._check_params()
-        X, y, sample_weight = _host(X), _host(y), _host(sample_weight)
+        X, y, sample_weight = _backend.to_numpy(X), _backend.to_numpy(y), _backend.to_numpy(sample_weight)
         X, y = self._validate_xy(X, y, reset=first)
         if first:
             self._set_targets(y, classes)
