@@ -66,8 +66,8 @@ def _copy_params(params: dict[str, FloatArray]) -> dict[str, FloatArray]:
 
 def _restore_params(params: dict[str, FloatArray], saved: dict[str, FloatArray]) -> None:
     for k, v in params.items():
-        if k in saved:
-            v[...] = saved[k]
+        if k in saved:  # saved weights may come from a checkpoint (NumPy) for a torch model
+            v[...] = backend.like(saved[k], v)
 
 
 def _json_number(value: float) -> float | None:

@@ -68,6 +68,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from jacnet import backend as _backend
 from jacnet._validation import FloatArray, all_finite, describe
 from jacnet.errors import JacnetError, JacnetTypeError, JacnetValueError, ModelFileError, NonFiniteError
 from jacnet.layers import Layer
@@ -168,6 +169,9 @@ def save(
 ) -> Path:
     """Write ``model`` (and optionally ``optimizer`` and ``training_state``) to ``path``.
 
+    A model on any backend is written the same way, from NumPy copies of its arrays
+    (:func:`jacnet.backend.to_numpy`): the file does not record where the model ran.
+
     The write is atomic: the file is written to a temporary file in the same directory,
     flushed and ``fsync``-ed, then renamed over ``path``. A failure or a crash at any point
     leaves any previous file at ``path`` as it was.
@@ -176,7 +180,7 @@ def save(
     ----------
     model : Sequential
         Built from jacnet's own layers (a user-defined ``Layer`` subclass cannot be saved),
-        with float32 or float64 parameters, all finite.
+        with float32 or float64 parameters, all finite, on the NumPy or torch backend.
     path : str or os.PathLike
         The file to write; its directory must exist.
     optimizer : SGD or Adam, optional
@@ -250,7 +254,7 @@ def _encode(model: Any, optimizer: Any, training_state: Any, metadata: Any = Non
                 raise JacnetValueError(f"save model.layers[{i}] ({kind}) expects {group} "
                                        f"{sorted(expected)}, got {sorted(stored)}")
             for key, (shape, dtype_name) in expected.items():
-                A = stored[key]
+                A = _backend.to_numpy(stored[key])  # a model on torch is written from host copies
                 _check_saved_array(A, f"model.layers[{i}].{group}[{key!r}]", shape, dtype_name)
                 arrays.append((_array_name(group, i, key), A))
         layers.append({"type": kind, "config": config})
@@ -298,7 +302,10 @@ def _encode(model: Any, optimizer: Any, training_state: Any, metadata: Any = Non
 
 def _split_state_arrays(value: Any, where: str, arrays: list[tuple[str, FloatArray]]) -> Any:
     """``value`` with every NumPy array in it replaced by ``{"__array__": "state/<i>"}``, the
-    arrays appended to ``arrays`` (a callback's best weights travel in a checkpoint this way)."""
+    arrays appended to ``arrays`` (a callback's best weights travel in a checkpoint this way; a
+    tensor is written as the NumPy array it holds)."""
+    if _backend.is_torch(value):
+        value = _backend.to_numpy(value)
     if isinstance(value, np.ndarray) and value.dtype.name in _DTYPES:
         name = f"state/{sum(1 for n, _ in arrays if n.startswith('state/'))}"
         _check_saved_array(value, where, value.shape, value.dtype.name)
@@ -341,7 +348,7 @@ def _encode_optimizer(optimizer: Any, model: Sequential
                 f"save optimizer expects state keyed by the model's parameters "
                 f"{sorted(params)} (slots {sorted(slots)}), got {key!r}; was it used on another model?")
         p = params[name]
-        _check_saved_array(A, f"optimizer state {key!r}", p.shape, p.dtype.name)
+        _check_saved_array(A, f"optimizer state {key!r}", tuple(p.shape), _backend.numpy_dtype(p).name)
         arrays.append((f"optimizer/{key}", A))
     meta = {"type": kind, "hyperparameters": state["hyperparameters"],
             "iterations": int(state["iterations"])}
@@ -473,17 +480,23 @@ def _reason(exc: OSError) -> str:
 # Loading -----------------------------------------------------------------------------------
 
 
-def load(path: str | os.PathLike[str]) -> Sequential:
+def load(path: str | os.PathLike[str], backend: str = "numpy", device: str | None = None
+         ) -> Sequential:
     """Read a model file written by :func:`save`; return the network with its loss set.
 
-    Predictions are bitwise those of the saved model: the same dtypes and the same values.
-    Any optimizer state and training state in the file are checked and then ignored; use
-    :func:`load_checkpoint` for them.
+    The weights are bitwise those of the saved model, whichever backend saved it and
+    whichever loads it: the same dtypes and the same values. Any optimizer state and training
+    state in the file are checked and then ignored; use :func:`load_checkpoint` for them.
 
     Parameters
     ----------
     path : str or os.PathLike
         The file.
+    backend : {"numpy", "torch"}, default "numpy"
+        Where the loaded network's arrays live (see :mod:`jacnet.backend`).
+    device : str, optional
+        The torch device (``"cpu"``, ``"cuda"``...); ``None`` means ``"cpu"``, the only
+        device of the NumPy backend.
 
     Returns
     -------
@@ -495,17 +508,28 @@ def load(path: str | os.PathLike[str]) -> Sequential:
         The file is missing, unreadable, truncated, corrupted, of another format or
         version, or describes anything but a valid jacnet network (see the module
         docstring for every check).
+    JacnetValueError
+        An unknown ``backend`` or a ``device`` it does not have.
+    ImportError
+        ``backend="torch"`` without PyTorch (``pip install 'jacnet[torch]'``).
     """
-    return load_checkpoint(path).model
+    return load_checkpoint(path, backend, device).model
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike[str], backend: str = "numpy", device: str | None = None
+                    ) -> Checkpoint:
     """Read a model file with its optimizer and training state.
 
     Parameters
     ----------
     path : str or os.PathLike
         A file written by :func:`save`.
+    backend : {"numpy", "torch"}, default "numpy"
+        Where the model's arrays are put (as for :func:`load`). The optimizer's state and the
+        training state stay NumPy arrays; the optimizer moves its state to its parameters'
+        backend at its first step.
+    device : str, optional
+        The torch device; ``None`` means ``"cpu"``.
 
     Returns
     -------
@@ -515,11 +539,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
     Raises
     ------
-    ModelFileError
+    ModelFileError, JacnetValueError, ImportError
         As for :func:`load`.
     """
     target = _as_path(path, "load path")
-    return _Reader(target).read()
+    name, where = _backend.check_backend(backend, device, "load")  # before reading anything
+    checkpoint = _Reader(target).read()
+    if name != "numpy":
+        checkpoint.model.to(name, where)
+    return checkpoint
 
 
 def load_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -5,6 +5,10 @@ For a module ``Y = f(A)`` the expanded Jacobian is the array ``∂Y/∂A`` of sh
 gradient: ``dA = Σ dY ⊙ ∂Y/∂A`` over the axes of ``Y`` (``numpy.tensordot(dY, J, Y.ndim)``).
 :func:`check_gradients` computes each gradient three ways (closed-form backward, expanded
 Jacobian contracted with ``dY``, central finite differences) and reports how far apart they are.
+
+Everything here computes in NumPy: a module on another backend (``model.to("torch")``) is
+checked on a NumPy deep copy, and tensor inputs are copied to NumPy; the caller's module stays
+on its backend, untouched.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from jacnet import backend
 from jacnet._validation import (
     MAX_JACOBIAN_ENTRIES,
     FloatArray,
@@ -85,6 +90,26 @@ def _prepared(module: Any, target: Any, loss: Loss | None, where: str) -> None:
         raise JacnetValueError(f"{where} target expects the targets of the loss, got None")
 
 
+def _on_another_backend(layer: Any) -> bool:
+    """True when ``layer`` holds a tensor (its parameters, buffers or any array attribute)."""
+    arrays = (*getattr(layer, "params", {}).values(), *getattr(layer, "buffers", {}).values(),
+              *vars(layer).values())
+    return any(backend.is_torch(A) for A in arrays)
+
+
+def _on_numpy(module: Any) -> Any:
+    """``module`` itself when it lives in NumPy, else a deep copy moved to NumPy (every
+    layer's ``to("numpy")``): the checks build their arrays in NumPy, and the caller's module
+    stays on its backend as it was."""
+    if not any(_on_another_backend(layer) for layer in _layers(module)):
+        return module
+    clone = copy.deepcopy(module)
+    for layer in _layers(clone):
+        layer.to("numpy")
+    return clone
+
+
+
 def _output_function(
     module: Any, target: Any, loss: Loss | None
 ) -> Callable[[Any, FloatArray], FloatArray]:
@@ -102,7 +127,7 @@ def _input_dtype(module: Any, X: FloatArray) -> np.dtype[Any]:
     the input's own for a parameterless layer or a loss."""
     params = getattr(module, "params", {})
     for p in params.values():
-        return np.dtype(p.dtype)
+        return backend.numpy_dtype(p)
     return np.dtype(X.dtype)
 
 
@@ -165,7 +190,8 @@ def expanded_jacobian(
     where = "expanded_jacobian"
     _prepared(module, target, loss, where)
     _check_wrt(module, wrt, where)
-    X = as_float_array(X, f"{where} X", ndim=None)
+    module, target = _on_numpy(module), backend.to_numpy(target)
+    X = backend.to_numpy(as_float_array(X, f"{where} X", ndim=None))
     f = _output_function(module, target, loss)
     _refuse_if_too_large(*_sizes(module, X, wrt, f), max_entries, where)
     with jacobian_limit(max_entries):
@@ -254,7 +280,8 @@ def numerical_jacobian(
     where = "numerical_jacobian"
     _prepared(module, target, loss, where)
     _check_wrt(module, wrt, where)
-    X = as_float_array(X, f"{where} X", ndim=None)
+    module, target = _on_numpy(module), backend.to_numpy(target)
+    X = backend.to_numpy(as_float_array(X, f"{where} X", ndim=None))
     X = np.array(X, dtype=_input_dtype(module, X))
     # The default step follows the dtype: 1e-6 is lost in float32 rounding (eps·|f|/h ≈ 0.1).
     h = (STEPS.get(X.dtype, 1e-6) if eps is None
@@ -513,9 +540,10 @@ def check_gradients(
     """
     where = "check_gradients"
     _prepared(module, target, loss, where)
-    X = as_float_array(X, f"{where} X", ndim=None)
+    X = backend.to_numpy(as_float_array(X, f"{where} X", ndim=None))
+    target, dY = backend.to_numpy(target), backend.to_numpy(dY)
     trained_dtype = _input_dtype(module, X)
-    m = _float64_copy(module)
+    m = _float64_copy(_on_numpy(module))
     X = np.array(X, dtype=np.float64)
     is_loss = isinstance(m, Loss)
     scorer = copy.deepcopy(loss) if loss is not None else None

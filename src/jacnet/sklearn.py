@@ -50,6 +50,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from jacnet import backend as _backend
 from jacnet.callbacks import EarlyStopping
 from jacnet.losses import Loss, MeanSquaredError, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from jacnet.model import Sequential, build_mlp
@@ -97,6 +98,7 @@ def _check_float(value: Any, name: str, low: float, high: float | None = None,
     return checked
 
 
+
 def _float64_copy(model: Sequential) -> Sequential:
     """``model`` with float64 copies of its parameters (``Layer.astype``, every layer type)."""
     twin = copy.deepcopy(model)
@@ -118,6 +120,7 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
     best_validation_score_: float | None
     _hidden: tuple[int, ...]
     _optimizer: Optimizer
+    _place: tuple[str, str]
     _rng: np.random.RandomState
 
     def __init__(
@@ -140,6 +143,8 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
         dtype: str | type[np.floating[Any]] = "float32",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
+        backend: str = "numpy",
+        device: str | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -158,6 +163,8 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.backend = backend
+        self.device = device
 
     # Hooks the subclasses fill in --------------------------------------------------------
 
@@ -253,6 +260,7 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
         self._dtype()
         if not isinstance(self.verbose, bool):
             _check_int(self.verbose, "verbose", 0)
+        self._place = _backend.check_backend(self.backend, self.device, type(self).__name__)
 
     # Building blocks -----------------------------------------------------------------------
 
@@ -281,7 +289,7 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
                           activation=_ACTIVATIONS[self.activation],
                           init=None if self.init == "auto" else self.init, rng=seed, dtype=self._dtype())
         model.loss = self._loss()
-        return model
+        return model.to(*self._place)  # initialised in NumPy: the same weights on every backend
 
     def _record(self, history: History, append: bool) -> None:
         losses = [float(v) for v in history["loss"]]
@@ -298,16 +306,18 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
         predictions that do not depend on the other rows.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = validate_data(self, _backend.to_numpy(X), dtype=np.float64, reset=False)
         model = self.model_
         if model.dtype != np.float64:
             model = _float64_copy(model)
-        return np.asarray(model.predict(X), dtype=np.float64)
+        # Computed on the model's backend and device; scikit-learn gets NumPy back.
+        return np.asarray(_backend.to_numpy(model.predict(X)), dtype=np.float64)
 
     # Training ------------------------------------------------------------------------------
 
     def _fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
         self._check_params()
+        X, y, sample_weight = _backend.to_numpy(X), _backend.to_numpy(y), _backend.to_numpy(sample_weight)
         X, y = self._validate_xy(X, y, reset=True)
         self._set_targets(y)
         weights = self._weights(X, y, sample_weight, partial=False)
@@ -348,6 +358,7 @@ class _BaseJacnet(BaseEstimator):  # type: ignore[misc]
         first = not hasattr(self, "model_")
         if first:
             self._check_params()
+        X, y, sample_weight = _backend.to_numpy(X), _backend.to_numpy(y), _backend.to_numpy(sample_weight)
         X, y = self._validate_xy(X, y, reset=first)
         if first:
             self._set_targets(y, classes)
@@ -411,6 +422,14 @@ _PARAMETERS_DOC = """
         RandomState: jacnet never reads nor advances the global state.
     verbose : int, default=0
         0 silent; 1 a live progress bar and a line per epoch; 2 a line per epoch.
+    backend : {"numpy", "torch"}, default="numpy"
+        Where the network trains and predicts (see :mod:`jacnet.backend`); ``"torch"`` needs
+        ``pip install 'jacnet[torch]'``. The same ``random_state`` gives the same initial
+        weights and batches on either. Inputs may be NumPy arrays (or anything scikit-learn
+        accepts) or tensors; predictions are always NumPy arrays.
+    device : str or None, default=None
+        The torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``); None means ``"cpu"``, the only
+        device of the NumPy backend. Checked by ``fit``.
 """
 
 _ATTRIBUTES_DOC = """
@@ -498,6 +517,8 @@ class JacnetClassifier(ClassifierMixin, _BaseJacnet):  # type: ignore[misc]
         dtype: str | type[np.floating[Any]] = "float32",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
+        backend: str = "numpy",
+        device: str | None = None,
         class_weight: dict[Any, float] | str | None = None,
     ) -> None:
         # scikit-learn reads the parameters from this signature: each one is listed again.
@@ -506,7 +527,8 @@ class JacnetClassifier(ClassifierMixin, _BaseJacnet):  # type: ignore[misc]
             learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, epochs=epochs,
             shuffle=shuffle, tol=tol, n_iter_no_change=n_iter_no_change,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
-            weight_decay=weight_decay, dtype=dtype, random_state=random_state, verbose=verbose)
+            weight_decay=weight_decay, dtype=dtype, random_state=random_state, verbose=verbose,
+            backend=backend, device=device)
         self.class_weight = class_weight
 
     def _validate_xy(self, X: Any, y: Any, reset: bool) -> tuple[NDArray[Any], NDArray[Any]]:

@@ -353,12 +353,14 @@ def _restore_checkpoint(model: Sequential, optimizer: Optimizer | None, path: st
     if saved.keys() != params.keys() or any(saved[k].shape != params[k].shape for k in params):
         raise JacnetValueError(f"fit resume expects a checkpoint of this model's architecture, "
                                f"got one with parameters {sorted(saved)} from {path}")
+    # The file's NumPy arrays are copied into the model's own, on its backend and device: a
+    # torch run resumes on torch, and its optimizer's state follows its parameters there.
     for k, p in params.items():
-        p[...] = saved[k]
+        p[...] = backend.like(saved[k], p)
     saved_buffers = checkpoint.model.buffers
     for k, b in model.buffers.items():  # running statistics: part of what the model computes
         if k in saved_buffers and saved_buffers[k].shape == b.shape:
-            b[...] = saved_buffers[k]
+            b[...] = backend.like(saved_buffers[k], b)
     if checkpoint.optimizer is None:
         raise JacnetValueError(f"fit resume expects a checkpoint with optimizer state, got none in {path}")
     if optimizer is None:

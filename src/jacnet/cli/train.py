@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from jacnet.backend import BACKENDS, check_backend
 from jacnet.cli._args import count, int_at_least, positive_real, real, seed
 from jacnet.errors import JacnetError, JacnetValueError, NonFiniteError
 from jacnet.optim import Adam
@@ -135,6 +136,11 @@ def add_parsers(sub: Any) -> None:
                             "(default: 0.1)")
     train.add_argument("--seed", type=seed, default=0, help="split, initialisation and shuffling seed")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    train.add_argument("--backend", choices=BACKENDS, default="numpy",
+                       help="array library that trains the network (torch needs "
+                            "pip install 'jacnet[torch]'; default: numpy)")
+    train.add_argument("--device", default=None, metavar="DEV",
+                       help="torch device: cpu, cuda, cuda:1 ... (default: cpu)")
     train.add_argument("--out", type=Path, default=None, metavar="DIR",
                        help="output directory (default: runs/<data>)")
     train.add_argument("--quiet", action="store_true", help="print only the result")
@@ -329,6 +335,17 @@ def _check_options(args: argparse.Namespace) -> None:
                                    f"use their 0.2 split), got {args.data!r}")
 
 
+def _placement(args: argparse.Namespace) -> tuple[str, str]:
+    """``(backend, device)`` of ``--backend`` and ``--device``, checked before any data is read
+    (a missing torch raises ImportError naming the extra)."""
+    try:
+        return check_backend(args.backend, args.device, "train")
+    except JacnetError as exc:
+        text = (str(exc).replace("train device", "train --device")
+                .replace("train backend", "train --backend").replace("backend='torch'", "--backend torch"))
+        raise type(exc)(text) from None
+
+
 def _optimizer_text(optimizer: Any) -> str:
     """``AdamW(lr=0.001, weight_decay=0.1)``: the optimizer as it runs, decay included."""
     hyper = optimizer.hyperparameters()
@@ -349,6 +366,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     preset = _apply_presets(args)
     _check_options(args)
+    backend, device = _placement(args)
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.05)
     try:
         optimizer = (jacnet.Adam(lr, weight_decay=args.weight_decay) if args.optimizer == "adam"
@@ -403,6 +421,7 @@ def run_train(args: argparse.Namespace) -> int:
                                      output=output, rng=args.seed, dtype=dtype)
     except JacnetError as exc:
         raise _as_flags(exc) from None
+    model.to(backend, device)  # initialised in NumPy: the same weights on every backend
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience > 0 else []
     verbose = 0 if args.quiet else 1
     out_dir = args.out if args.out is not None else Path("runs") / (
@@ -413,8 +432,9 @@ def run_train(args: argparse.Namespace) -> int:
         raise JacnetValueError(f"train --out expects a writable directory, got {str(out_dir)!r} "
                                f"({exc.strerror or exc})") from None
     if not args.quiet:
+        where = "" if backend == "numpy" else f", on {backend} ({device})"
         print(f"jacnet train: {label} ({X_train.shape[0]} train, {X_test.shape[0]} test, "
-              f"{X_train.shape[1]} features), {loss_class}, {_optimizer_text(optimizer)}")
+              f"{X_train.shape[1]} features), {loss_class}, {_optimizer_text(optimizer)}{where}")
         if data.note:
             print(f"task: {data.note}")
         print(model.summary(), flush=True)
@@ -432,6 +452,7 @@ def run_train(args: argparse.Namespace) -> int:
                                  validation_split=args.validation_split, seed=args.seed,
                                  callbacks=callbacks, verbose=verbose)
             seconds = time.perf_counter() - started
+            model.to("numpy")  # the folding below is NumPy arithmetic; the file is the same
             losses = history["loss"]
             if len(losses) > 1 and losses[-1] > DIVERGED * max(losses[0], 1e-12):
                 raise diverged(f"the training loss grew from {losses[0]:.4g} in epoch 1 to "
@@ -464,6 +485,7 @@ def run_train(args: argparse.Namespace) -> int:
         "momentum": args.momentum if args.optimizer == "sgd" else None,
         "batch_size": args.batch_size, "validation_split": args.validation_split,
         "patience": args.patience, "seed": args.seed, "dtype": args.dtype,
+        "backend": backend, "device": device,
         "split": data.metadata.get("split"), "data_sha256": data.metadata["data"]["sha256"],
         "n_train": int(X_train.shape[0]), "n_test": int(X_test.shape[0]),
         "n_features": int(X_train.shape[1]), "epochs_counted_from": 1}
