@@ -25,6 +25,7 @@ layers keep nothing at all.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -288,7 +289,7 @@ class Layer:
     @property
     def n_params(self) -> int:
         """Number of trainable scalars."""
-        return sum(int(p.size) for p in self.params.values())
+        return sum(math.prod(p.shape) for p in self.params.values())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -424,7 +424,8 @@ class Sequential:
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
                  for r in rows]
         lines.insert(1, "-" * len(lines[0]))
-        lines.append(f"total parameters: {self.n_params:,} ({self.dtype.name})")
+        where = "" if self.backend == "numpy" else f", torch on {self.device}"
+        lines.append(f"total parameters: {self.n_params:,} ({self.dtype.name}{where})")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
