@@ -76,7 +76,7 @@ def pad(X: np.ndarray[Any, Any], padding: Ints, value: float = 0.0) -> np.ndarra
     if not any(padding):
         return X
     shape = X.shape[:2] + tuple(s + 2 * p for s, p in zip(X.shape[2:], padding, strict=True))
-    out = np.full(shape, value, dtype=X.dtype)
+    out = backend.namespace(X).full(shape, value, dtype=X.dtype, device=X.device)
     out[ix(..., *(slice(p, p + s) for p, s in zip(padding, X.shape[2:], strict=True)))] = X
     return out
 
@@ -95,6 +95,11 @@ def _offset_slices(offset: Ints, stride: Ints, out: Ints) -> tuple[slice, ...]:
 
 def windows(Xp: np.ndarray[Any, Any], kernel: Ints, stride: Ints) -> np.ndarray[Any, Any]:
     """A read-only view ``(N, C, *out, *kernel)``: ``W[n, c, t, k] = Xp[n, c, t·stride + k]``."""
+    if backend.is_torch(Xp):  # the array API has no sliding windows; torch's unfold is the view
+        view: Any = Xp
+        for axis, (k, s) in enumerate(zip(kernel, stride, strict=True), start=2):
+            view = view.unfold(axis, k, s)
+        return view
     d = len(kernel)
     view = np.lib.stride_tricks.sliding_window_view(Xp, kernel, axis=tuple(range(2, 2 + d)))
     return view[ix(slice(None), slice(None), *(slice(None, None, s) for s in stride))]

@@ -162,6 +162,11 @@ def copy(A: Any) -> Any:
     return A.clone() if is_torch(A) else A.copy()
 
 
+def contiguous(A: Any) -> Any:
+    """``A`` laid out C-contiguously (a copy only when it is not)."""
+    return A.contiguous() if is_torch(A) else np.ascontiguousarray(A)
+
+
 def shares_memory(A: Any, B: Any) -> bool:
     """True when the tensors ``A`` and ``B`` start at the same memory (a view, a detached
     copy); False for anything else."""

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike
 
+from jacnet import backend
 from jacnet._spatial import (
     Ints,
     ShapeKept,
@@ -22,6 +23,7 @@ from jacnet._spatial import (
     crop,
     fold,
     ix,
+    output_kind,
     output_sizes,
     pad,
     plain,
@@ -112,10 +114,11 @@ class _Pool(ShapeKept):
         """col2im of window gradients ``(N, C, *out, *k)`` back to ``dX`` of ``in_shape``."""
         d = self.spatial_ndim
         padded = tuple(s + 2 * p for s, p in zip(in_shape[2:], self.padding, strict=True))
-        dXp = np.zeros((*in_shape[:2], *padded), dtype=dwin.dtype)
+        dXp = backend.namespace(dwin).zeros((*in_shape[:2], *padded), dtype=dwin.dtype,
+                                            device=dwin.device)
         fold(lambda offset: dwin[ix(..., *offset)], dXp, 2, self.kernel_size, self.stride,
              dwin.shape[2:2 + d])
-        return np.ascontiguousarray(crop(dXp, self.padding))
+        return backend.contiguous(crop(dXp, self.padding))
 
     def _index(self, A: FloatArray, out: Ints) -> np.ndarray[Any, Any]:
         return window_index(A.shape[2:], self.kernel_size, self.stride, self.padding, out)
@@ -212,15 +215,16 @@ class _AvgPool(_Pool):
         A, _ = self._checked(X)
         d = self.spatial_ndim
         win = windows(pad(A, self.padding), self.kernel_size, self.stride)
-        Y = win.mean(axis=tuple(range(2 + d, 2 + 2 * d)))
-        self._keep((Y.shape, A.dtype, A.shape))
+        Y = backend.namespace(A).mean(win, axis=tuple(range(2 + d, 2 + 2 * d)))
+        self._keep((Y.shape, output_kind(Y), A.shape))
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
         """``dX[n, c, s] = Σ_{t: s in window t} dY[n, c, t] / K``."""
         dY = self._upstream_for(dY)
         share = (dY / math.prod(self.kernel_size)).reshape(*dY.shape, *(1,) * self.spatial_ndim)
-        return self._fold(np.broadcast_to(share, (*dY.shape, *self.kernel_size)), self._saved[2])
+        spread = backend.namespace(dY).broadcast_to(share, (*dY.shape, *self.kernel_size))
+        return self._fold(spread, self._saved[2])
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         """``∂y[n,c,t]/∂x[m,d,s] = δ_nm δ_cd / K`` for ``s`` in window ``t``, else 0; shape
@@ -312,8 +316,8 @@ class GlobalAvgPool(ShapeKept):
 
     def forward(self, X: Any) -> FloatArray:
         A = self._input(X)
-        Y = A.mean(axis=tuple(range(2, A.ndim)))
-        self._keep((Y.shape, A.dtype, A.shape))
+        Y = backend.namespace(A).mean(A, axis=tuple(range(2, A.ndim)))
+        self._keep((Y.shape, output_kind(Y), A.shape))
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
@@ -321,7 +325,7 @@ class GlobalAvgPool(ShapeKept):
         in_shape = self._saved[2]
         share = dY / math.prod(in_shape[2:])
         spread = share.reshape(*share.shape, *(1,) * (len(in_shape) - 2))
-        return np.ascontiguousarray(np.broadcast_to(spread, in_shape))
+        return backend.contiguous(backend.namespace(dY).broadcast_to(spread, in_shape))
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         self._check_wrt(wrt)
@@ -347,12 +351,12 @@ class _Reshape(ShapeKept):
     def forward(self, X: Any) -> FloatArray:
         A = self._checked(X)
         # A copy: the caller may hold A, and nobody else may write into what a layer returns.
-        Y = A.reshape(A.shape[0], *self._sample_shape(A)).copy()
-        self._keep((Y.shape, A.dtype, A.shape))
+        Y = backend.copy(A.reshape(A.shape[0], *self._sample_shape(A)))
+        self._keep((Y.shape, output_kind(Y), A.shape))
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
-        return self._upstream_for(dY).reshape(self._saved[2]).copy()
+        return backend.copy(self._upstream_for(dY).reshape(self._saved[2]))
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         """``∂y[n, i]/∂x[m, j] = δ_nm [flat(i) = flat(j)]``, shape ``Y.shape + X.shape``."""
