@@ -1,17 +1,18 @@
-"""Convolution as the lecture's matrix product: im2col, one GEMM forward, two GEMMs backward.
+"""Convolution as the lecture's matrix product: im2col, one GEMM per sample forward, two backward.
 
 A convolution (PyTorch's cross-correlation) of ``X (N, C, *S)`` with ``W (O, C, *k)``::
 
     y[n, o, t] = b[o] + Σ_c Σ_κ W[o, c, κ] · x_pad[n, c, t·stride + κ]
 
-Unfolding every window into a row (im2col) gives ``cols (T·N, K·C)`` (``T = prod(out)``
-output positions, ``K = prod(k)`` kernel offsets; ``cols[(t, n), (κ, c)] = x_pad[n, c,
-t·stride + κ]``) and the weight as a matrix ``W_mat (K·C, O)``, ``W_mat[(κ, c), o] =
-W[o, c, κ]``, so the layer is the affine map ``Y_mat = cols W_mat + bᵀ`` and the lecture's
-closed forms for ``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``. The input
+Unfolding every window of sample ``n`` into a column (im2col) gives ``cols (N, C·K, T)``
+(``T = prod(out)`` output positions, ``K = prod(k)`` kernel offsets; ``cols[n, (c, κ), t] =
+x_pad[n, c, t·stride + κ]``), and the weight is the matrix ``W_mat (O, C·K)``, ``W`` itself
+reshaped. Per sample the layer is the affine map ``Y_n = W_mat cols_n + b 1ᵀ``, ``(O, T)``, and
+the lecture's closed forms for ``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``.
+Samples stay the leading axis throughout, so ``Y (N, O, T)`` is already the layer's
+``(N, O, *out)`` and ``dY`` is used as it comes: no transposes on the way in or out. The input
 gradient comes back from the columns by col2im (every window's gradient summed onto the
-inputs it read). Rows run over positions then samples, columns over kernel offsets then
-channels: the layout in which im2col and col2im move long contiguous runs.
+inputs it read).
 
 The expanded Jacobian in ``X`` is, per sample, a (block) Toeplitz matrix: the kernel repeated
 along diagonals, ``∂y[n,o,t]/∂x[m,c,s] = δ_nm W[o, c, s − t·stride + pad]``.
@@ -31,11 +32,11 @@ from jacnet._spatial import (
     ShapeKept,
     as_ints,
     checked_input,
+    crop,
     fold,
     ix,
     output_sizes,
     pad,
-    pad_channels_last,
     plain,
     unfold,
     windows,
@@ -47,36 +48,6 @@ from jacnet.registry import register_layer
 from jacnet.structure import Band, Structure
 
 __all__ = ["Conv1D", "Conv2D"]
-
-
-# Rearrangements between the layer's (N, channels, *spatial) arrays and the product's rows,
-# ordered (position, sample). Each goes in two steps, a transpose within each sample (or
-# channel) and a move of contiguous runs: one np.transpose across all axes at once walks
-# memory with a large stride in its inner loop, 15x slower at (128, 32, 16, 16) float32.
-
-
-def _to_rows(A: FloatArray) -> FloatArray:
-    """``(N, O, *out)`` to the matrix ``(T·N, O)`` with rows ``(t, n)`` (a new array)."""
-    N, O = A.shape[:2]  # noqa: E741
-    per_sample = np.ascontiguousarray(A.reshape(N, O, -1).transpose(0, 2, 1))  # (N, T, O)
-    return np.ascontiguousarray(per_sample.transpose(1, 0, 2)).reshape(-1, O)
-
-
-def _from_rows(M: FloatArray, N: int, out: Ints) -> FloatArray:
-    """The matrix ``(T·N, O)`` with rows ``(t, n)`` back to ``(N, O, *out)``: a new array,
-    even where no axis moves (``M`` may be a scratch buffer that the next call overwrites)."""
-    O = M.shape[1]  # noqa: E741
-    per_sample = np.ascontiguousarray(M.reshape(-1, N, O).transpose(1, 0, 2))  # (N, T, O)
-    Y = np.ascontiguousarray(per_sample.transpose(0, 2, 1)).reshape(N, O, *out)
-    return Y.copy() if np.may_share_memory(Y, M) else Y
-
-
-def _samples_first(A: FloatArray) -> FloatArray:
-    """``(C, *S, N)`` (any strides) to ``(N, C, *S)`` (a new array)."""
-    C, N, spatial = A.shape[0], A.shape[-1], A.shape[1:-1]
-    per_channel = np.ascontiguousarray(A).reshape(C, -1, N).transpose(0, 2, 1)  # (C, N, S)
-    return np.ascontiguousarray(np.ascontiguousarray(per_channel).transpose(1, 0, 2)).reshape(
-        N, C, *spatial)
 
 
 class _Conv(ShapeKept):
@@ -125,12 +96,12 @@ class _Conv(ShapeKept):
         T, K = math.prod(out), math.prod(self.kernel_size)
         where, k = ("L_out", "k") if self.spatial_ndim == 1 else ("H_out·W_out", "kh·kw")
         if wrt == "X":
-            return N * T * O * K * C, (f"dcols = dY_mat W_matᵀ (dA = dC Bᵀ) then col2im, "
+            return N * T * O * K * C, (f"dcols_n = W_matᵀ dY_n (dB = Aᵀ dC) then col2im, "
                                        f"N·{where}·O·C·{k} multiply-adds")
         if wrt == "W":
-            return N * T * O * K * C, (f"dW_mat = colsᵀ dY_mat (dB = Aᵀ dC), N·O·{where}·C·{k} "
-                                       "multiply-adds")
-        return N * O * T, f"db = sum(dY_mat, axis=0), N·O·{where} additions"
+            return N * T * O * K * C, (f"dW_mat = Σ_n dY_n cols_nᵀ (dA = dC Bᵀ), "
+                                       f"N·O·{where}·C·{k} multiply-adds")
+        return N * O * T, f"db = Σ_n,t dY[n, :, t], N·O·{where} additions"
 
     def __init__(
         self,
@@ -169,8 +140,8 @@ class _Conv(ShapeKept):
         self.params = {"W": W.astype(self.dtype),
                        "b": np.zeros(self.out_channels, dtype=self.dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        # Scratch arrays reused from step to step (cols, dcolsᵀ): a fresh multi-megabyte array
-        # per call costs its page faults every time, as much as a matrix product here.
+        # A scratch array reused from step to step (cols): a fresh multi-megabyte array per
+        # call costs its page faults every time, as much as a matrix product here.
         self._work: dict[str, FloatArray] = {}
 
     def __repr__(self) -> str:
@@ -221,68 +192,54 @@ class _Conv(ShapeKept):
         return buf
 
     def _weight_matrix(self) -> FloatArray:
-        """``W_mat (K·C, O)``: ``W_mat[(κ, c), o] = W[o, c, κ]``, the column order of ``cols``."""
-        W = self.params["W"]
-        return np.moveaxis(W, 1, -1).reshape(self.out_channels, -1).T
+        """``W_mat (O, C·K)``: ``W`` reshaped, ``W_mat[o, (c, κ)] = W[o, c, κ]`` (a view)."""
+        return self.params["W"].reshape(self.out_channels, -1)
 
     def forward(self, X: Any) -> FloatArray:
-        """``Y_mat = cols W_mat + bᵀ``: ``(T·N, K·C) @ (K·C, O) -> (T·N, O)``, returned as
-        ``(N, O, *out)``. Keeps ``cols`` (an array of its own) for backward."""
+        """``Y_n = W_mat cols_n + b 1ᵀ``: ``(O, C·K) @ (N, C·K, T) -> (N, O, T)``, one product
+        per sample, returned as ``(N, O, *out)``. Keeps ``cols`` (an array of its own)."""
         A, out = self._checked(X)
         N = A.shape[0]
-        rows = math.prod(out) * N, math.prod(self.kernel_size) * self.in_channels
-        buffer = self._scratch("cols", rows, A.dtype) if is_recording() else None
-        cols = unfold(pad_channels_last(A, self.padding), self.kernel_size, self.stride, out,
-                      buffer)
-        W_mat = self._weight_matrix()
-        if is_recording():
-            Y = np.matmul(cols, W_mat, out=self._scratch("Y_mat", (cols.shape[0], W_mat.shape[1]),
-                                                         cols.dtype))
-        else:
-            Y = cols @ W_mat
-        Y += self.params["b"]
+        shape = (N, self.in_channels * math.prod(self.kernel_size), math.prod(out))
+        buffer = self._scratch("cols", shape, A.dtype) if is_recording() else None
+        cols = unfold(pad(A, self.padding), self.kernel_size, self.stride, out, buffer)
+        Y = self._weight_matrix() @ cols
+        Y += self.params["b"][:, None]
         self._keep(((N, self.out_channels, *out), Y.dtype, cols, A.shape))
-        return _from_rows(Y, N, out)
+        return Y.reshape(N, self.out_channels, *out)
 
-    def _upstream_matrix(self, dY: Any) -> FloatArray:
-        """``dY (N, O, *out)`` checked, as the matrix ``dY_mat (T·N, O)`` (a new array)."""
-        return _to_rows(self._upstream_for(dY))
+    def _upstream_matrices(self, dY: Any) -> FloatArray:
+        """``dY (N, O, *out)`` checked, as the matrices ``dY_n``: ``(N, O, T)`` (a view)."""
+        upstream = self._upstream_for(dY)
+        return upstream.reshape(*upstream.shape[:2], -1)
 
     def backward(self, dY: Any) -> FloatArray:
-        """``dcols = dY_mat W_matᵀ`` ``(T·N, K·C)`` (the lecture's ``dA = dC Bᵀ``), then col2im
-        sums every window's gradient onto the inputs it read: ``dX (N, C, *S)``. Fills
-        ``grads`` through :meth:`backward_params` (so an override of it runs here too)."""
+        """``dcols_n = W_matᵀ dY_n``: ``(C·K, O) @ (N, O, T) -> (N, C·K, T)`` (the lecture's
+        ``dB = Aᵀ dC``), then col2im sums every window's gradient onto the inputs it read:
+        ``dX (N, C, *S)``. Fills ``grads`` through :meth:`backward_params` (so an override of
+        it runs here too)."""
         self.backward_params(dY)
-        dYm = self._upstream_matrix(dY)
+        dcols = self._weight_matrix().T @ self._upstream_matrices(dY)
         in_shape = self._saved[3]
         N, C = in_shape[0], self.in_channels
         out = self._output_shape()[2:]
-        # dcols computed as its transpose, dcolsᵀ = W_mat dY_matᵀ (K·C, T·N): the same numbers,
-        # laid out so that each kernel offset's slab (C, *out, N) is contiguous and col2im's
-        # adds run over long rows (3x faster than folding dcols itself at N=128, C=32, L=40).
-        W_mat = self._weight_matrix()
-        dcols_t = self._scratch("dcols_t", (W_mat.shape[0], dYm.shape[0]), dYm.dtype)
-        np.matmul(W_mat, dYm.T, out=dcols_t)
-        slabs = dcols_t.reshape(*self.kernel_size, C, *out, N)
+        slabs = dcols.reshape(N, C, *self.kernel_size, *out)  # slab κ: (N, C, *out)
         padded = tuple(s + 2 * p for s, p in zip(in_shape[2:], self.padding, strict=True))
-        dXp = np.zeros((C, *padded, N), dtype=dcols_t.dtype)  # channels first, samples last
-        fold(lambda offset: slabs[offset], dXp, 1, self.kernel_size, self.stride, out)
-        interior = ix(slice(None), *(slice(p, p + s) for p, s in
-                                     zip(self.padding, in_shape[2:], strict=True)))
-        return _samples_first(dXp[interior])
+        dXp = np.zeros((N, C, *padded), dtype=dcols.dtype)
+        fold(lambda offset: slabs[ix(slice(None), slice(None), *offset)], dXp, 2,
+             self.kernel_size, self.stride, out)
+        return crop(dXp, self.padding).copy() if any(self.padding) else dXp
 
     def backward_params(self, dY: Any) -> None:
-        """``dW_mat = colsᵀ dY_mat`` ``(K·C, O)`` (the lecture's ``dB = Aᵀ dC``), rearranged to
-        ``W``'s ``(O, C, *k)``; ``db = sum(dY_mat, axis=0)`` ``(O,)``. No ``dX``."""
-        self._fill_grads(self._upstream_matrix(dY))
-
-    def _fill_grads(self, dYm: FloatArray) -> None:
-        # Written into the existing buffers (fit's optimizer holds them): no accumulation.
-        # dW_matᵀ = dY_matᵀ cols is (O, K·C); W is (O, C, *k), so move C back before the kernel.
+        """``dW_mat = Σ_n dY_n cols_nᵀ`` ``(O, C·K)`` (the lecture's ``dA = dC Bᵀ``, summed
+        over the samples), ``W``'s ``(O, C, *k)`` reshaped; ``db = Σ_{n,t} dY[n, :, t]``
+        ``(O,)``. No ``dX``."""
+        dYm = self._upstream_matrices(dY)
         cols = self._saved[2]
-        dW_t = (dYm.T @ cols).reshape(self.out_channels, *self.kernel_size, self.in_channels)
-        np.copyto(self.grads["W"], np.moveaxis(dW_t, -1, 1))
-        np.sum(dYm, axis=0, out=self.grads["b"])
+        # Written into the existing buffers (fit's optimizer holds them): no accumulation.
+        self.grads["W"][...] = (dYm @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(
+            self.grads["W"].shape)
+        self.grads["b"][...] = dYm.sum(axis=(0, 2))
 
     # The expanded Jacobian from the per-entry formula ---------------------------------------
 
@@ -349,14 +306,14 @@ class Conv1D(_Conv):
     Notes
     -----
     ``y[n, o, t] = b[o] + Σ_c Σ_κ W[o, c, κ] x_pad[n, c, t·stride + κ]``, ``Y (N, O, L_out)``
-    with ``L_out = (L + 2·pad − k) // stride + 1``. With ``cols (L_out·N, k·C)`` from im2col,
-    ``cols[(t, n), (κ, c)] = x_pad[n, c, t·stride + κ]``, and ``W_mat (k·C, O)``,
-    ``W_mat[(κ, c), o] = W[o, c, κ]``:
+    with ``L_out = (L + 2·pad − k) // stride + 1``. With ``cols (N, C·k, L_out)`` from im2col,
+    ``cols[n, (c, κ), t] = x_pad[n, c, t·stride + κ]``, and ``W_mat (O, C·k)``, ``W``
+    reshaped, one product per sample ``n``:
 
-    - forward ``Y_mat = cols W_mat + bᵀ``        ``(L_out·N, O)``, rearranged to ``(N, O, L_out)``
-    - ``dW_mat = colsᵀ dY_mat`` (``dB = Aᵀ dC``)    ``(k·C, O)``, rearranged to ``(O, C, k)``
-    - ``db = sum(dY_mat, axis=0)``                 ``(O,)``
-    - ``dcols = dY_mat W_matᵀ`` (``dA = dC Bᵀ``)    ``(L_out·N, k·C)``, col2im to ``(N, C, L)``
+    - forward ``Y_n = W_mat cols_n + b 1ᵀ``          ``(O, L_out)``: ``Y (N, O, L_out)`` as it is
+    - ``dW_mat = Σ_n dY_n cols_nᵀ`` (``dA = dC Bᵀ``)   ``(O, C·k)``, reshaped to ``(O, C, k)``
+    - ``db = Σ_{n,t} dY[n, :, t]``                    ``(O,)``
+    - ``dcols_n = W_matᵀ dY_n`` (``dB = Aᵀ dC``)       ``(C·k, L_out)``, col2im to ``(N, C, L)``
 
     Examples
     --------
@@ -388,8 +345,9 @@ class Conv2D(_Conv):
     -----
     ``y[n, o, i, j] = b[o] + Σ_c Σ_{a,b} W[o, c, a, b] x_pad[n, c, i·s_h + a, j·s_w + b]``,
     ``Y (N, O, H_out, W_out)``. The same im2col product as :class:`Conv1D` with
-    ``cols (H_out·W_out·N, kh·kw·C)``: ``Y_mat = cols W_mat + bᵀ``, ``dW_mat = colsᵀ dY_mat``,
-    ``db = sum(dY_mat, axis=0)``, ``dcols = dY_mat W_matᵀ`` then col2im to ``(N, C, H, W)``.
+    ``cols (N, C·kh·kw, H_out·W_out)``: ``Y_n = W_mat cols_n + b 1ᵀ``, ``dW_mat = Σ_n dY_n
+    cols_nᵀ``, ``db = Σ_{n,t} dY[n, :, t]``, ``dcols_n = W_matᵀ dY_n`` then col2im to
+    ``(N, C, H, W)``.
     """
 
     input_ndim = (4,)
