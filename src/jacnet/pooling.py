@@ -150,12 +150,12 @@ class _MaxPool(_Pool):
         slots = self._slots(out)
         if slots is not None:  # tiling windows: a running maximum over K strided slices
             Y = A[slots[0]].copy()  # rather than gathering every window into a copy
-            for slot in slots[1:]:
+            arg = np.zeros(Y.shape, dtype=np.int8 if len(slots) <= 128 else np.intp)
+            for j, slot in enumerate(slots[1:], start=1):
+                # arg <- j where slot j beats the maximum so far (strictly: the first slot
+                # holding the maximum wins, as argmax), in arithmetic: np.where is 10x slower.
+                arg += (A[slot] > Y) * (arg.dtype.type(j) - arg)
                 np.maximum(Y, A[slot], out=Y)
-            last = len(slots) - 1
-            arg = np.full(Y.shape, last, dtype=np.int8 if last < 128 else np.intp)
-            for j in range(last - 1, -1, -1):  # the first slot holding the maximum wins, as argmax
-                arg = np.where(A[slots[j]] == Y, arg.dtype.type(j), arg)
             self._keep((arg.shape, A.dtype, arg, A.shape))
             return Y
         win = windows(pad(A, self.padding, -np.inf), self.kernel_size, self.stride)
