@@ -219,16 +219,55 @@ class _Conv(ShapeKept):
         ``dX (N, C, *S)``. Fills ``grads`` through :meth:`backward_params` (so an override of
         it runs here too)."""
         self.backward_params(dY)
-        dcols = self._weight_matrix().T @ self._upstream_matrices(dY)
-        in_shape = self._saved[3]
-        N, C = in_shape[0], self.in_channels
-        out = self._output_shape()[2:]
-        slabs = dcols.reshape(N, C, *self.kernel_size, *out)  # slab κ: (N, C, *out)
-        padded = tuple(s + 2 * p for s, p in zip(in_shape[2:], self.padding, strict=True))
-        dXp = np.zeros((N, C, *padded), dtype=dcols.dtype)
-        fold(lambda offset: slabs[ix(slice(None), slice(None), *offset)], dXp, 2,
-             self.kernel_size, self.stride, out)
+        upstream = self._upstream_for(dY)
+        if all(s == 1 for s in self.stride):
+            dXp = self._padded_input_gradient_unit_stride(upstream)
+        else:
+            dXp = self._padded_input_gradient(upstream)
         return crop(dXp, self.padding).copy() if any(self.padding) else dXp
+
+    def _padded_shape(self) -> tuple[int, ...]:
+        """``(N, C, *padded)``: the shape of ``x_pad`` in the last forward."""
+        in_shape = self._saved[3]
+        return (*in_shape[:2], *(s + 2 * p for s, p in zip(in_shape[2:], self.padding,
+                                                             strict=True)))
+
+    def _padded_input_gradient(self, dY: FloatArray) -> FloatArray:
+        """``dX_pad (N, C, *padded)`` from ``dY (N, O, *out)``: ``dcols_n = W_matᵀ dY_n``, then
+        col2im, one strided add of slab ``κ`` ``(N, C, *out)`` per kernel offset."""
+        N, C, *padded = self._padded_shape()
+        out = dY.shape[2:]
+        dcols = self._weight_matrix().T @ dY.reshape(N, self.out_channels, -1)
+        slabs = dcols.reshape(N, C, *self.kernel_size, *out)
+        dXp = np.zeros((N, C, *padded), dtype=dcols.dtype)
+        return fold(lambda offset: slabs[ix(slice(None), slice(None), *offset)], dXp, 2,
+                    self.kernel_size, self.stride, out)
+
+    def _padded_input_gradient_unit_stride(self, dY: FloatArray) -> FloatArray:
+        """:meth:`_padded_input_gradient` for unit strides, with contiguous adds.
+
+        With stride 1 on every axis, kernel offset ``κ`` moves every window by the same
+        distance in the flattened ``x_pad``, ``off(κ) = Σ_i κ_i · prod(padded[i+1:])``. So
+        ``dcols`` is computed over the *wide* grid ``(out_0, *padded[1:])`` (``dY`` set to 0 at
+        the extra positions, which no window has): there slab ``κ`` of ``dcols_n``, flattened,
+        lands on ``dX_pad[n]`` flattened from ``off(κ)`` on, one contiguous add per offset
+        (its tail past the end holds only extra positions, zeros, and is dropped). The same
+        sums as the strided adds, plus zeros: 3x faster at ``(128, 16, 13, 13)``, where the
+        strided adds move runs of 11 numbers.
+        """
+        N, C, *padded = self._padded_shape()
+        out, O = dY.shape[2:], self.out_channels  # noqa: E741
+        wide = np.zeros((N, O, out[0], *padded[1:]), dtype=dY.dtype)
+        wide[ix(slice(None), slice(None), *(slice(0, o) for o in out))] = dY
+        dcols = self._weight_matrix().T @ wide.reshape(N, O, -1)  # (N, C·K, L)
+        slabs = dcols.reshape(N, C, math.prod(self.kernel_size), -1)
+        P, L = math.prod(padded), slabs.shape[-1]
+        dXp = np.zeros((N, C, P), dtype=dcols.dtype)
+        for j, offset in enumerate(np.ndindex(*self.kernel_size)):
+            start = int(np.ravel_multi_index(offset, padded))
+            n = min(L, P - start)
+            dXp[:, :, start:start + n] += slabs[:, :, j, :n]
+        return dXp.reshape(N, C, *padded)
 
     def backward_params(self, dY: Any) -> None:
         """``dW_mat = Σ_n dY_n cols_nᵀ`` ``(O, C·K)`` (the lecture's ``dA = dC Bᵀ``, summed
