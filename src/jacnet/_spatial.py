@@ -99,18 +99,18 @@ def windows(Xp: np.ndarray[Any, Any], kernel: Ints, stride: Ints) -> np.ndarray[
 
 def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints,
            buffer: FloatArray | None = None) -> FloatArray:
-    """im2col per sample: ``cols (N, C·prod(kernel), prod(out))`` (a new array) from the
-    padded ``Xp (N, C, *padded)``: ``cols[n, (c, κ), t] = Xp[n, c, t·stride + κ]``.
+    """im2col: ``cols (C·prod(kernel), N·prod(out))`` (a new array) from the padded
+    ``Xp (N, C, *padded)``: ``cols[(c, κ), (n, t)] = Xp[n, c, t·stride + κ]``.
 
-    Columns run over output positions, so ``cols[n, (c, κ)]`` is the strided slice of
-    ``Xp[n, c]`` that kernel offset ``κ`` sees, and the one copy of the windows' view moves runs
-    of ``out[-1]`` numbers. ``buffer`` (C-contiguous, of the result's size and dtype) receives
-    the result instead of a new array.
+    Row ``(c, κ)`` is the strided slice of ``Xp[:, c]`` that kernel offset ``κ`` sees, so the
+    one copy of the windows' view moves runs of ``out[-1]`` numbers. ``buffer`` (C-contiguous,
+    of the result's size and dtype) receives the result instead of a new array.
     """
     d = len(kernel)
-    view = np.moveaxis(windows(Xp, kernel, stride), tuple(range(2, 2 + d)),
-                       tuple(range(2 + d, 2 + 2 * d)))  # (N, C, *kernel, *out)
-    shape = (Xp.shape[0], Xp.shape[1] * math.prod(kernel), math.prod(out))
+    # windows (N, C, *out, *kernel) -> (C, *kernel, N, *out)
+    view = np.moveaxis(windows(Xp, kernel, stride), (1, *range(2 + d, 2 + 2 * d), 0),
+                       tuple(range(2 + d)))
+    shape = (Xp.shape[1] * math.prod(kernel), Xp.shape[0] * math.prod(out))
     if buffer is None:
         return view.reshape(shape)
     buffer.reshape(view.shape)[...] = view

@@ -1,18 +1,19 @@
-"""Convolution as the lecture's matrix product: im2col, one GEMM per sample forward, two backward.
+"""Convolution as the lecture's matrix product: im2col, one GEMM forward, two GEMMs backward.
 
 A convolution (PyTorch's cross-correlation) of ``X (N, C, *S)`` with ``W (O, C, *k)``::
 
     y[n, o, t] = b[o] + Σ_c Σ_κ W[o, c, κ] · x_pad[n, c, t·stride + κ]
 
-Unfolding every window of sample ``n`` into a column (im2col) gives ``cols (N, C·K, T)``
-(``T = prod(out)`` output positions, ``K = prod(k)`` kernel offsets; ``cols[n, (c, κ), t] =
-x_pad[n, c, t·stride + κ]``), and the weight is the matrix ``W_mat (O, C·K)``, ``W`` itself
-reshaped. Per sample the layer is the affine map ``Y_n = W_mat cols_n + b 1ᵀ``, ``(O, T)``, and
-the lecture's closed forms for ``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``.
-Samples stay the leading axis throughout, so ``Y (N, O, T)`` is already the layer's
-``(N, O, *out)`` and ``dY`` is used as it comes: no transposes on the way in or out. The input
-gradient comes back from the columns by col2im (every window's gradient summed onto the
-inputs it read).
+Unfolding every window into a column (im2col) gives ``cols (C·K, N·T)`` (``T = prod(out)``
+output positions, ``K = prod(k)`` kernel offsets; ``cols[(c, κ), (n, t)] = x_pad[n, c,
+t·stride + κ]``), and the weight is the matrix ``W_mat (O, C·K)``, ``W`` itself reshaped, so
+the layer is the affine map ``Y_mat = W_mat cols + b 1ᵀ`` ``(O, N·T)`` and the lecture's closed
+forms for ``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``. The input gradient
+comes back from the columns by col2im (every window's gradient summed onto the inputs it read).
+``Y_mat`` holds channels first, ``(O, N, T)``; the layer's ``(N, O, *out)`` is its transpose.
+Where a channel's product has few multiply-adds per output (a first layer on one channel),
+that transpose costs more than the product, and forward and ``dW`` run instead one product per
+sample, ``Y_n = W_mat cols_n + b 1ᵀ`` ``(O, T)``, on the same ``cols``.
 
 The expanded Jacobian in ``X`` is, per sample, a (block) Toeplitz matrix: the kernel repeated
 along diagonals, ``∂y[n,o,t]/∂x[m,c,s] = δ_nm W[o, c, s − t·stride + pad]``.
@@ -70,9 +71,9 @@ class _Conv(ShapeKept):
              "channels (o, c): the kernel W[o,c,:] repeated along the diagonals, shifted by the "
              "stride at each output position; zero outside the window",
         "W": "δ_op: output channel o depends on its own filter only, and each of its rows holds the "
-             "window of x_pad that the filter saw (a row of im2col's cols)",
+             "window of x_pad that the filter saw (a column of im2col's cols)",
         "b": "δ_op: stacked identities over samples and positions; contracting them with dY sums "
-             "over both, db = sum(dY_mat, axis=0)",
+             "over both, db = sum(dY_mat, axis=1)",
     }
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
@@ -96,12 +97,12 @@ class _Conv(ShapeKept):
         T, K = math.prod(out), math.prod(self.kernel_size)
         where, k = ("L_out", "k") if self.spatial_ndim == 1 else ("H_out·W_out", "kh·kw")
         if wrt == "X":
-            return N * T * O * K * C, (f"dcols_n = W_matᵀ dY_n (dB = Aᵀ dC) then col2im, "
+            return N * T * O * K * C, (f"dcols = W_matᵀ dY_mat (dB = Aᵀ dC) then col2im, "
                                        f"N·{where}·O·C·{k} multiply-adds")
         if wrt == "W":
-            return N * T * O * K * C, (f"dW_mat = Σ_n dY_n cols_nᵀ (dA = dC Bᵀ), "
+            return N * T * O * K * C, (f"dW_mat = dY_mat colsᵀ (dA = dC Bᵀ), "
                                        f"N·O·{where}·C·{k} multiply-adds")
-        return N * O * T, f"db = Σ_n,t dY[n, :, t], N·O·{where} additions"
+        return N * O * T, f"db = sum(dY_mat, axis=1), N·O·{where} additions"
 
     def __init__(
         self,
@@ -195,26 +196,42 @@ class _Conv(ShapeKept):
         """``W_mat (O, C·K)``: ``W`` reshaped, ``W_mat[o, (c, κ)] = W[o, c, κ]`` (a view)."""
         return self.params["W"].reshape(self.out_channels, -1)
 
+    def _per_sample(self) -> bool:
+        """Whether forward and ``dW`` run one product per sample on ``cols_n (C·K, T)``, which
+        writes ``Y (N, O, T)`` as it is and reads ``dY`` as it comes, rather than one product
+        over all samples and a transpose of ``Y`` and of ``dY``: with few multiply-adds per
+        output entry (``C·K < 32``, a first layer on one channel) the transposes cost more than
+        the product. At ``C·K = 9`` per sample is 2x faster, at ``C·K = 144`` 1.5x slower."""
+        return self.in_channels * math.prod(self.kernel_size) < 32
+
     def forward(self, X: Any) -> FloatArray:
-        """``Y_n = W_mat cols_n + b 1ᵀ``: ``(O, C·K) @ (N, C·K, T) -> (N, O, T)``, one product
-        per sample, returned as ``(N, O, *out)``. Keeps ``cols`` (an array of its own)."""
+        """``Y_mat = W_mat cols + b 1ᵀ``: ``(O, C·K) @ (C·K, N·T) -> (O, N·T)``, returned as
+        ``(N, O, *out)``; per sample (see :meth:`_per_sample`) ``Y_n = W_mat cols_n + b 1ᵀ``,
+        ``(O, C·K) @ (N, C·K, T) -> (N, O, T)``. Keeps ``cols`` (an array of its own)."""
         A, out = self._checked(X)
-        N = A.shape[0]
-        shape = (N, self.in_channels * math.prod(self.kernel_size), math.prod(out))
+        N, O, T = A.shape[0], self.out_channels, math.prod(out)  # noqa: E741
+        shape = (self.in_channels * math.prod(self.kernel_size), N * T)
         buffer = self._scratch("cols", shape, A.dtype) if is_recording() else None
         cols = unfold(pad(A, self.padding), self.kernel_size, self.stride, out, buffer)
-        Y = self._weight_matrix() @ cols
-        Y += self.params["b"][:, None]
-        self._keep(((N, self.out_channels, *out), Y.dtype, cols, A.shape))
-        return Y.reshape(N, self.out_channels, *out)
+        self._keep(((N, O, *out), A.dtype, cols, A.shape))
+        bias = self.params["b"][:, None]
+        if self._per_sample():
+            Y = self._weight_matrix() @ cols.reshape(-1, N, T).transpose(1, 0, 2)
+            Y += bias
+            return Y.reshape(N, O, *out)
+        Y_mat = self._weight_matrix() @ cols
+        Y_mat += bias
+        return Y_mat.reshape(O, N, T).transpose(1, 0, 2).copy().reshape(N, O, *out)
 
-    def _upstream_matrices(self, dY: Any) -> FloatArray:
-        """``dY (N, O, *out)`` checked, as the matrices ``dY_n``: ``(N, O, T)`` (a view)."""
-        upstream = self._upstream_for(dY)
-        return upstream.reshape(*upstream.shape[:2], -1)
+    @staticmethod
+    def _as_matrix(dY: FloatArray) -> FloatArray:
+        """``dY (N, O, *out)`` as the matrix ``dY_mat (O, N·T)``, columns ``(n, t)`` (a copy
+        unless ``N`` or ``O`` is 1; only read)."""
+        N, O = dY.shape[:2]  # noqa: E741
+        return dY.reshape(N, O, -1).transpose(1, 0, 2).reshape(O, -1)
 
     def backward(self, dY: Any) -> FloatArray:
-        """``dcols_n = W_matᵀ dY_n``: ``(C·K, O) @ (N, O, T) -> (N, C·K, T)`` (the lecture's
+        """``dcols = W_matᵀ dY_mat``: ``(C·K, O) @ (O, N·T) -> (C·K, N·T)`` (the lecture's
         ``dB = Aᵀ dC``), then col2im sums every window's gradient onto the inputs it read:
         ``dX (N, C, *S)``. Fills ``grads`` through :meth:`backward_params` (so an override of
         it runs here too)."""
@@ -224,61 +241,69 @@ class _Conv(ShapeKept):
             dXp = self._padded_input_gradient_unit_stride(upstream)
         else:
             dXp = self._padded_input_gradient(upstream)
-        return crop(dXp, self.padding).copy() if any(self.padding) else dXp
+        return crop(dXp, self.padding).transpose(1, 0, *range(2, dXp.ndim)).copy()
 
     def _padded_shape(self) -> tuple[int, ...]:
-        """``(N, C, *padded)``: the shape of ``x_pad`` in the last forward."""
+        """``(C, N, *padded)``: the shape of ``x_pad``, channels first, in the last forward."""
         in_shape = self._saved[3]
-        return (*in_shape[:2], *(s + 2 * p for s, p in zip(in_shape[2:], self.padding,
-                                                             strict=True)))
+        return (in_shape[1], in_shape[0], *(s + 2 * p for s, p in zip(in_shape[2:], self.padding,
+                                                                        strict=True)))
 
     def _padded_input_gradient(self, dY: FloatArray) -> FloatArray:
-        """``dX_pad (N, C, *padded)`` from ``dY (N, O, *out)``: ``dcols_n = W_matᵀ dY_n``, then
-        col2im, one strided add of slab ``κ`` ``(N, C, *out)`` per kernel offset."""
-        N, C, *padded = self._padded_shape()
+        """``dX_pad (C, N, *padded)`` (channels first) from ``dY (N, O, *out)``: ``dcols =
+        W_matᵀ dY_mat``, then col2im, one strided add of slab ``κ`` ``(C, N, *out)`` per
+        kernel offset."""
+        C, N, *padded = self._padded_shape()
         out = dY.shape[2:]
-        dcols = self._weight_matrix().T @ dY.reshape(N, self.out_channels, -1)
-        slabs = dcols.reshape(N, C, *self.kernel_size, *out)
-        dXp = np.zeros((N, C, *padded), dtype=dcols.dtype)
-        return fold(lambda offset: slabs[ix(slice(None), slice(None), *offset)], dXp, 2,
-                    self.kernel_size, self.stride, out)
+        slabs = (self._weight_matrix().T @ self._as_matrix(dY)).reshape(C, *self.kernel_size, N, *out)
+        dXp = np.zeros((C, N, *padded), dtype=slabs.dtype)
+        return fold(lambda offset: slabs[ix(slice(None), *offset)], dXp, 2, self.kernel_size,
+                    self.stride, out)
 
     def _padded_input_gradient_unit_stride(self, dY: FloatArray) -> FloatArray:
         """:meth:`_padded_input_gradient` for unit strides, with contiguous adds.
 
         With stride 1 on every axis, kernel offset ``κ`` moves every window by the same
-        distance in the flattened ``x_pad``, ``off(κ) = Σ_i κ_i · prod(padded[i+1:])``. So
-        ``dcols`` is computed over the *wide* grid ``(out_0, *padded[1:])`` (``dY`` set to 0 at
-        the extra positions, which no window has): there slab ``κ`` of ``dcols_n``, flattened,
-        lands on ``dX_pad[n]`` flattened from ``off(κ)`` on, one contiguous add per offset
-        (its tail past the end holds only extra positions, zeros, and is dropped). The same
-        sums as the strided adds, plus zeros: 3x faster at ``(128, 16, 13, 13)``, where the
-        strided adds move runs of 11 numbers.
+        distance in the flattened ``x_pad[n, c]``, ``off(κ) = Σ_i κ_i · prod(padded[i+1:])``.
+        So ``dcols`` is computed over the *wide* grid ``(out_0, *padded[1:])`` (``dY`` set to 0
+        at the extra positions, which no window has): there slab ``κ`` ``(C, N, L)``,
+        flattened per sample, lands on ``dX_pad`` flattened from ``off(κ)`` on, one contiguous
+        add per offset (its tail past the end holds only extra positions, zeros, and is
+        dropped). The same sums as the strided adds, plus zeros: 3x faster at
+        ``(128, 16, 13, 13)``, where the strided adds move runs of 11 numbers.
         """
-        N, C, *padded = self._padded_shape()
+        C, N, *padded = self._padded_shape()
         out, O = dY.shape[2:], self.out_channels  # noqa: E741
-        wide = np.zeros((N, O, out[0], *padded[1:]), dtype=dY.dtype)
-        wide[ix(slice(None), slice(None), *(slice(0, o) for o in out))] = dY
-        dcols = self._weight_matrix().T @ wide.reshape(N, O, -1)  # (N, C·K, L)
-        slabs = dcols.reshape(N, C, math.prod(self.kernel_size), -1)
+        wide = np.zeros((O, N, out[0], *padded[1:]), dtype=dY.dtype)  # dY_mat, widened
+        wide[ix(slice(None), slice(None), *(slice(0, o) for o in out))] = dY.transpose(
+            1, 0, *range(2, dY.ndim))
+        dcols = self._weight_matrix().T @ wide.reshape(O, -1)  # (C·K, N·L)
+        slabs = dcols.reshape(C, math.prod(self.kernel_size), N, -1)
         P, L = math.prod(padded), slabs.shape[-1]
-        dXp = np.zeros((N, C, P), dtype=dcols.dtype)
+        dXp = np.zeros((C, N, P), dtype=dcols.dtype)
         for j, offset in enumerate(np.ndindex(*self.kernel_size)):
             start = int(np.ravel_multi_index(offset, padded))
             n = min(L, P - start)
-            dXp[:, :, start:start + n] += slabs[:, :, j, :n]
-        return dXp.reshape(N, C, *padded)
+            dXp[:, :, start:start + n] += slabs[:, j, :, :n]
+        return dXp.reshape(C, N, *padded)
 
     def backward_params(self, dY: Any) -> None:
-        """``dW_mat = Σ_n dY_n cols_nᵀ`` ``(O, C·K)`` (the lecture's ``dA = dC Bᵀ``, summed
-        over the samples), ``W``'s ``(O, C, *k)`` reshaped; ``db = Σ_{n,t} dY[n, :, t]``
+        """``dW_mat = dY_mat colsᵀ`` ``(O, C·K)`` (the lecture's ``dA = dC Bᵀ``), or per sample
+        ``Σ_n dY_n cols_nᵀ``, reshaped to ``W``'s ``(O, C, *k)``; ``db = Σ_{n,t} dY[n, :, t]``
         ``(O,)``. No ``dX``."""
-        dYm = self._upstream_matrices(dY)
+        upstream = self._upstream_for(dY)
         cols = self._saved[2]
+        if self._per_sample():
+            dY_n = upstream.reshape(*upstream.shape[:2], -1)  # (N, O, T)
+            cols_n = cols.reshape(cols.shape[0], *dY_n.shape[::2]).transpose(1, 0, 2)
+            dW_mat = (dY_n @ cols_n.transpose(0, 2, 1)).sum(axis=0)
+            db = dY_n.sum(axis=(0, 2))
+        else:
+            dY_mat = self._as_matrix(upstream)
+            dW_mat, db = dY_mat @ cols.T, dY_mat.sum(axis=1)
         # Written into the existing buffers (fit's optimizer holds them): no accumulation.
-        self.grads["W"][...] = (dYm @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(
-            self.grads["W"].shape)
-        self.grads["b"][...] = dYm.sum(axis=(0, 2))
+        self.grads["W"][...] = dW_mat.reshape(self.grads["W"].shape)
+        self.grads["b"][...] = db
 
     # The expanded Jacobian from the per-entry formula ---------------------------------------
 
@@ -345,14 +370,17 @@ class Conv1D(_Conv):
     Notes
     -----
     ``y[n, o, t] = b[o] + Σ_c Σ_κ W[o, c, κ] x_pad[n, c, t·stride + κ]``, ``Y (N, O, L_out)``
-    with ``L_out = (L + 2·pad − k) // stride + 1``. With ``cols (N, C·k, L_out)`` from im2col,
-    ``cols[n, (c, κ), t] = x_pad[n, c, t·stride + κ]``, and ``W_mat (O, C·k)``, ``W``
-    reshaped, one product per sample ``n``:
+    with ``L_out = (L + 2·pad − k) // stride + 1``. With ``cols (C·k, N·L_out)`` from im2col,
+    ``cols[(c, κ), (n, t)] = x_pad[n, c, t·stride + κ]``, ``W_mat (O, C·k)`` (``W`` reshaped)
+    and ``dY_mat (O, N·L_out)`` (``dY`` channels first):
 
-    - forward ``Y_n = W_mat cols_n + b 1ᵀ``          ``(O, L_out)``: ``Y (N, O, L_out)`` as it is
-    - ``dW_mat = Σ_n dY_n cols_nᵀ`` (``dA = dC Bᵀ``)   ``(O, C·k)``, reshaped to ``(O, C, k)``
-    - ``db = Σ_{n,t} dY[n, :, t]``                    ``(O,)``
-    - ``dcols_n = W_matᵀ dY_n`` (``dB = Aᵀ dC``)       ``(C·k, L_out)``, col2im to ``(N, C, L)``
+    - forward ``Y_mat = W_mat cols + b 1ᵀ``        ``(O, N·L_out)``, transposed to ``(N, O, L_out)``
+    - ``dW_mat = dY_mat colsᵀ`` (``dA = dC Bᵀ``)     ``(O, C·k)``, reshaped to ``(O, C, k)``
+    - ``db = Σ_{n,t} dY[n, :, t]``                  ``(O,)``
+    - ``dcols = W_matᵀ dY_mat`` (``dB = Aᵀ dC``)     ``(C·k, N·L_out)``, col2im to ``(N, C, L)``
+
+    With ``C·k < 32`` forward and ``dW_mat`` run per sample on ``cols_n (C·k, L_out)``:
+    ``Y_n = W_mat cols_n + b 1ᵀ``, ``dW_mat = Σ_n dY_n cols_nᵀ`` (no transposes).
 
     Examples
     --------
@@ -384,8 +412,8 @@ class Conv2D(_Conv):
     -----
     ``y[n, o, i, j] = b[o] + Σ_c Σ_{a,b} W[o, c, a, b] x_pad[n, c, i·s_h + a, j·s_w + b]``,
     ``Y (N, O, H_out, W_out)``. The same im2col product as :class:`Conv1D` with
-    ``cols (N, C·kh·kw, H_out·W_out)``: ``Y_n = W_mat cols_n + b 1ᵀ``, ``dW_mat = Σ_n dY_n
-    cols_nᵀ``, ``db = Σ_{n,t} dY[n, :, t]``, ``dcols_n = W_matᵀ dY_n`` then col2im to
+    ``cols (C·kh·kw, N·H_out·W_out)``: ``Y_mat = W_mat cols + b 1ᵀ``, ``dW_mat = dY_mat
+    colsᵀ``, ``db = Σ_{n,t} dY[n, :, t]``, ``dcols = W_matᵀ dY_mat`` then col2im to
     ``(N, C, H, W)``.
     """
 
