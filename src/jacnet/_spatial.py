@@ -97,24 +97,18 @@ def windows(Xp: np.ndarray[Any, Any], kernel: Ints, stride: Ints) -> np.ndarray[
     return view[ix(slice(None), slice(None), *(slice(None, None, s) for s in stride))]
 
 
-def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints,
-           buffer: FloatArray | None = None) -> FloatArray:
-    """im2col: ``cols (C·prod(kernel), N·prod(out))`` (a new array) from the padded
+def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints, cols: FloatArray) -> None:
+    """im2col into the C-contiguous ``cols (C·prod(kernel), N·prod(out))`` from the padded
     ``Xp (N, C, *padded)``: ``cols[(c, κ), (n, t)] = Xp[n, c, t·stride + κ]``.
 
     Row ``(c, κ)`` is the strided slice of ``Xp[:, c]`` that kernel offset ``κ`` sees, so the
-    one copy of the windows' view moves runs of ``out[-1]`` numbers. ``buffer`` (C-contiguous,
-    of the result's size and dtype) receives the result instead of a new array.
+    one copy of the windows' view moves runs of ``out[-1]`` numbers.
     """
     d = len(kernel)
     # windows (N, C, *out, *kernel) -> (C, *kernel, N, *out)
     view = np.moveaxis(windows(Xp, kernel, stride), (1, *range(2 + d, 2 + 2 * d), 0),
                        tuple(range(2 + d)))
-    shape = (Xp.shape[1] * math.prod(kernel), Xp.shape[0] * math.prod(out))
-    if buffer is None:
-        return view.reshape(shape)
-    buffer.reshape(view.shape)[...] = view
-    return buffer
+    cols.reshape(view.shape)[...] = view
 
 
 def fold(piece: Callable[[Ints], np.ndarray[Any, Any]], dest: np.ndarray[Any, Any], first: int,

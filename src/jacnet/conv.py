@@ -10,6 +10,8 @@ t·stride + κ]``), and the weight is the matrix ``W_mat (O, C·K)``, ``W`` itse
 the layer is the affine map ``Y_mat = W_mat cols + b 1ᵀ`` ``(O, N·T)`` and the lecture's closed
 forms for ``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``. The input gradient
 comes back from the columns by col2im (every window's gradient summed onto the inputs it read).
+The bias rides in the product, ``Y_mat = [W_mat b] [cols; 1ᵀ]``, as the weight of a row of
+ones, so ``db`` comes out of the product for ``dW``.
 ``Y_mat`` holds channels first, ``(O, N, T)``; the layer's ``(N, O, *out)`` is its transpose.
 Where a channel's product has few multiply-adds per output (a first layer on one channel),
 that transpose costs more than the product, and forward and ``dW`` run instead one product per
@@ -205,23 +207,23 @@ class _Conv(ShapeKept):
         return self.in_channels * math.prod(self.kernel_size) < 32
 
     def forward(self, X: Any) -> FloatArray:
-        """``Y_mat = W_mat cols + b 1ᵀ``: ``(O, C·K) @ (C·K, N·T) -> (O, N·T)``, returned as
-        ``(N, O, *out)``; per sample (see :meth:`_per_sample`) ``Y_n = W_mat cols_n + b 1ᵀ``,
-        ``(O, C·K) @ (N, C·K, T) -> (N, O, T)``. Keeps ``cols`` (an array of its own)."""
+        """``Y_mat = [W_mat b] [cols; 1ᵀ]``: ``(O, C·K+1) @ (C·K+1, N·T) -> (O, N·T)``,
+        returned as ``(N, O, *out)``; per sample (see :meth:`_per_sample`) ``Y_n = [W_mat b]
+        [cols_n; 1ᵀ]``, ``-> (N, O, T)``. The bias rides in the product as the weight of a row
+        of ones (no pass of its own over ``Y``, and ``db`` comes out of ``dW``'s product).
+        Keeps ``[cols; 1ᵀ]`` (an array of its own)."""
         A, out = self._checked(X)
         N, O, T = A.shape[0], self.out_channels, math.prod(out)  # noqa: E741
-        shape = (self.in_channels * math.prod(self.kernel_size), N * T)
-        buffer = self._scratch("cols", shape, A.dtype) if is_recording() else None
-        cols = unfold(pad(A, self.padding), self.kernel_size, self.stride, out, buffer)
+        shape = (self.in_channels * math.prod(self.kernel_size) + 1, N * T)
+        cols = (self._scratch("cols", shape, A.dtype) if is_recording()
+                else np.empty(shape, dtype=A.dtype))
+        unfold(pad(A, self.padding), self.kernel_size, self.stride, out, cols[:-1])
+        cols[-1] = 1
         self._keep(((N, O, *out), A.dtype, cols, A.shape))
-        bias = self.params["b"][:, None]
+        W_b = np.concatenate([self._weight_matrix(), self.params["b"][:, None]], axis=1)
         if self._per_sample():
-            Y = self._weight_matrix() @ cols.reshape(-1, N, T).transpose(1, 0, 2)
-            Y += bias
-            return Y.reshape(N, O, *out)
-        Y_mat = self._weight_matrix() @ cols
-        Y_mat += bias
-        return Y_mat.reshape(O, N, T).transpose(1, 0, 2).copy().reshape(N, O, *out)
+            return (W_b @ cols.reshape(-1, N, T).transpose(1, 0, 2)).reshape(N, O, *out)
+        return (W_b @ cols).reshape(O, N, T).transpose(1, 0, 2).copy().reshape(N, O, *out)
 
     @staticmethod
     def _as_matrix(dY: FloatArray) -> FloatArray:
@@ -288,22 +290,20 @@ class _Conv(ShapeKept):
         return dXp.reshape(C, N, *padded)
 
     def backward_params(self, dY: Any) -> None:
-        """``dW_mat = dY_mat colsᵀ`` ``(O, C·K)`` (the lecture's ``dA = dC Bᵀ``), or per sample
-        ``Σ_n dY_n cols_nᵀ``, reshaped to ``W``'s ``(O, C, *k)``; ``db = Σ_{n,t} dY[n, :, t]``
-        ``(O,)``. No ``dX``."""
+        """``[dW_mat db] = dY_mat [cols; 1ᵀ]ᵀ`` ``(O, C·K+1)`` (the lecture's ``dA = dC Bᵀ``;
+        the last column is ``db = Σ_{n,t} dY[n, :, t]``), or per sample ``Σ_n dY_n [cols_n;
+        1ᵀ]ᵀ``; ``dW_mat`` reshaped to ``W``'s ``(O, C, *k)``. No ``dX``."""
         upstream = self._upstream_for(dY)
         cols = self._saved[2]
         if self._per_sample():
             dY_n = upstream.reshape(*upstream.shape[:2], -1)  # (N, O, T)
             cols_n = cols.reshape(cols.shape[0], *dY_n.shape[::2]).transpose(1, 0, 2)
-            dW_mat = (dY_n @ cols_n.transpose(0, 2, 1)).sum(axis=0)
-            db = dY_n.sum(axis=(0, 2))
+            dW_b = (dY_n @ cols_n.transpose(0, 2, 1)).sum(axis=0)
         else:
-            dY_mat = self._as_matrix(upstream)
-            dW_mat, db = dY_mat @ cols.T, dY_mat.sum(axis=1)
+            dW_b = self._as_matrix(upstream) @ cols.T
         # Written into the existing buffers (fit's optimizer holds them): no accumulation.
-        self.grads["W"][...] = dW_mat.reshape(self.grads["W"].shape)
-        self.grads["b"][...] = db
+        self.grads["W"][...] = dW_b[:, :-1].reshape(self.grads["W"].shape)
+        self.grads["b"][...] = dW_b[:, -1]
 
     # The expanded Jacobian from the per-entry formula ---------------------------------------
 
