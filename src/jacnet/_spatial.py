@@ -1,10 +1,9 @@
 """Sliding windows over the spatial axes of ``(N, C, *spatial)`` arrays, shared by convolution
 and pooling: option checks, output sizes, padding, and the two moves of im2col.
 
-``unfold`` gathers every window an output position sees into a column of a per-sample
-matrix; ``fold`` (col2im) is its adjoint and sums window-shaped gradients back onto the padded
-input, one vectorised strided add per kernel offset (no Python loop over samples or
-positions).
+``unfold`` gathers every window an output position sees into a column of a matrix; ``fold``
+(col2im) is its adjoint and sums window-shaped gradients back onto the padded input, one
+vectorised strided add per kernel offset (no Python loop over samples or positions).
 Measured on a ``(128, 32, 40)`` float32 input with a length-5 kernel, one thread: ``fold`` by
 kernel offsets, 0.9 ms, against 6.6 ms for ``np.add.at`` with index arrays.
 """
