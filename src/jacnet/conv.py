@@ -293,18 +293,21 @@ class _Conv(ShapeKept):
     def backward_params(self, dY: Any) -> None:
         """``[dW_mat db] = dY_mat [cols; 1ᵀ]ᵀ`` ``(O, C·K+1)`` (the lecture's ``dA = dC Bᵀ``;
         the last column is ``db = Σ_{n,t} dY[n, :, t]``), or per sample ``Σ_n dY_n [cols_n;
-        1ᵀ]ᵀ``; ``dW_mat`` reshaped to ``W``'s ``(O, C, *k)``. No ``dX``."""
+        1ᵀ]ᵀ``; ``dW_mat`` reshaped to ``W``'s ``(O, C, *k)``. No ``dX``.
+
+        Computed as its transpose, ``[cols; 1ᵀ] dY_matᵀ`` ``(C·K+1, O)``: the same sums, in
+        the operand order that OpenBLAS runs 1.4x faster at ``(145, 15488) @ (15488, 32)``."""
         upstream = self._upstream_for(dY)
         cols = self._saved[2]
         if self._per_sample():
             dY_n = upstream.reshape(*upstream.shape[:2], -1)  # (N, O, T)
             cols_n = cols.reshape(cols.shape[0], *dY_n.shape[::2]).transpose(1, 0, 2)
-            dW_b = (dY_n @ cols_n.transpose(0, 2, 1)).sum(axis=0)
+            dW_b_t = (cols_n @ dY_n.transpose(0, 2, 1)).sum(axis=0)
         else:
-            dW_b = self._as_matrix(upstream) @ cols.T
+            dW_b_t = cols @ self._as_matrix(upstream).T
         # Written into the existing buffers (fit's optimizer holds them): no accumulation.
-        self.grads["W"][...] = dW_b[:, :-1].reshape(self.grads["W"].shape)
-        self.grads["b"][...] = dW_b[:, -1]
+        self.grads["W"][...] = dW_b_t[:-1].T.reshape(self.grads["W"].shape)
+        self.grads["b"][...] = dW_b_t[-1]
 
     # The expanded Jacobian from the per-entry formula ---------------------------------------
 
