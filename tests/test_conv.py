@@ -241,3 +241,33 @@ CASES: list[Case] = [
 ]
 
 test_bad_input = named_error_test(CASES)
+
+
+@pytest.mark.parametrize("cls", [Conv1D, Conv2D])
+@given(data=st.data())
+def test_unit_stride_input_gradient_is_the_strided_one(cls: Any, data: st.DataObject) -> None:
+    """The contiguous-add col2im of unit strides (the wide grid) against the general one with a
+    strided add per kernel offset, on shapes that take it (padding, long kernels, one position)."""
+    seed, options, shape = data.draw(conv_cases(cls.spatial_ndim))
+    options["stride"] = 1
+    rng = np.random.default_rng(seed)
+    layer = cls(**options, rng=seed, dtype=np.float64)
+    dY = rng.standard_normal(layer.forward(rng.standard_normal(shape)).shape)
+    np.testing.assert_allclose(layer._padded_input_gradient_unit_stride(dY),
+                               layer._padded_input_gradient(dY), rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("per_sample", [True, False])
+@pytest.mark.parametrize("cls", [Conv1D, Conv2D])
+@given(data=st.data())
+def test_both_product_layouts_match_jacobian(cls: Any, per_sample: bool, data: st.DataObject) -> None:
+    """Forward and dW as one product per sample or one over all samples (a layer picks by
+    C·K, and the small drawn layers would always pick per sample): the three-way check on
+    each."""
+    seed, options, shape = data.draw(conv_cases(cls.spatial_ndim))
+    rng = np.random.default_rng(seed)
+    layer = cls(**options, rng=seed, dtype=np.float64)
+    layer._per_sample = lambda: per_sample  # type: ignore[method-assign]
+    layer.params["b"][...] = rng.standard_normal(layer.params["b"].shape)
+    X = rng.standard_normal(shape)
+    three_way(layer, X, rng.standard_normal(layer.forward(X).shape))

@@ -4,14 +4,18 @@ A convolution (PyTorch's cross-correlation) of ``X (N, C, *S)`` with ``W (O, C, 
 
     y[n, o, t] = b[o] + Σ_c Σ_κ W[o, c, κ] · x_pad[n, c, t·stride + κ]
 
-Unfolding every window into a row (im2col) gives ``cols (T·N, K·C)`` (``T = prod(out)``
-output positions, ``K = prod(k)`` kernel offsets; ``cols[(t, n), (κ, c)] = x_pad[n, c,
-t·stride + κ]``) and the weight as a matrix ``W_mat (K·C, O)``, ``W_mat[(κ, c), o] =
-W[o, c, κ]``, so the layer is the affine map ``Y_mat = cols W_mat + bᵀ`` and the lecture's
-closed forms for ``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``. The input
-gradient comes back from the columns by col2im (every window's gradient summed onto the
-inputs it read). Rows run over positions then samples, columns over kernel offsets then
-channels: the layout in which im2col and col2im move long contiguous runs.
+Unfolding every window into a column (im2col) gives ``cols (C·K, N·T)`` (``T = prod(out)``
+output positions, ``K = prod(k)`` kernel offsets; ``cols[(c, κ), (n, t)] = x_pad[n, c,
+t·stride + κ]``), and the weight is the matrix ``W_mat (O, C·K)``, ``W`` itself reshaped, so
+the layer is the affine map ``Y_mat = W_mat cols + b 1ᵀ`` ``(O, N·T)`` and the lecture's closed
+forms for ``C = A B`` apply unchanged: ``dA = dC Bᵀ``, ``dB = Aᵀ dC``. The input gradient
+comes back from the columns by col2im (every window's gradient summed onto the inputs it read).
+The bias rides in the product, ``Y_mat = [W_mat b] [cols; 1ᵀ]``, as the weight of a row of
+ones, so ``db`` comes out of the product for ``dW``.
+``Y_mat`` holds channels first, ``(O, N, T)``; the layer's ``(N, O, *out)`` is its transpose.
+Where a channel's product has few multiply-adds per output (a first layer on one channel),
+that transpose costs more than the product, and forward and ``dW`` run instead one product per
+sample, ``Y_n = W_mat cols_n + b 1ᵀ`` ``(O, T)``, on the same ``cols``.
 
 The expanded Jacobian in ``X`` is, per sample, a (block) Toeplitz matrix: the kernel repeated
 along diagonals, ``∂y[n,o,t]/∂x[m,c,s] = δ_nm W[o, c, s − t·stride + pad]``.
@@ -31,11 +35,11 @@ from jacnet._spatial import (
     ShapeKept,
     as_ints,
     checked_input,
+    crop,
     fold,
     ix,
     output_sizes,
     pad,
-    pad_channels_last,
     plain,
     unfold,
     windows,
@@ -47,36 +51,6 @@ from jacnet.registry import register_layer
 from jacnet.structure import Band, Structure
 
 __all__ = ["Conv1D", "Conv2D"]
-
-
-# Rearrangements between the layer's (N, channels, *spatial) arrays and the product's rows,
-# ordered (position, sample). Each goes in two steps, a transpose within each sample (or
-# channel) and a move of contiguous runs: one np.transpose across all axes at once walks
-# memory with a large stride in its inner loop, 15x slower at (128, 32, 16, 16) float32.
-
-
-def _to_rows(A: FloatArray) -> FloatArray:
-    """``(N, O, *out)`` to the matrix ``(T·N, O)`` with rows ``(t, n)`` (a new array)."""
-    N, O = A.shape[:2]  # noqa: E741
-    per_sample = np.ascontiguousarray(A.reshape(N, O, -1).transpose(0, 2, 1))  # (N, T, O)
-    return np.ascontiguousarray(per_sample.transpose(1, 0, 2)).reshape(-1, O)
-
-
-def _from_rows(M: FloatArray, N: int, out: Ints) -> FloatArray:
-    """The matrix ``(T·N, O)`` with rows ``(t, n)`` back to ``(N, O, *out)``: a new array,
-    even where no axis moves (``M`` may be a scratch buffer that the next call overwrites)."""
-    O = M.shape[1]  # noqa: E741
-    per_sample = np.ascontiguousarray(M.reshape(-1, N, O).transpose(1, 0, 2))  # (N, T, O)
-    Y = np.ascontiguousarray(per_sample.transpose(0, 2, 1)).reshape(N, O, *out)
-    return Y.copy() if np.may_share_memory(Y, M) else Y
-
-
-def _samples_first(A: FloatArray) -> FloatArray:
-    """``(C, *S, N)`` (any strides) to ``(N, C, *S)`` (a new array)."""
-    C, N, spatial = A.shape[0], A.shape[-1], A.shape[1:-1]
-    per_channel = np.ascontiguousarray(A).reshape(C, -1, N).transpose(0, 2, 1)  # (C, N, S)
-    return np.ascontiguousarray(np.ascontiguousarray(per_channel).transpose(1, 0, 2)).reshape(
-        N, C, *spatial)
 
 
 class _Conv(ShapeKept):
@@ -99,9 +73,9 @@ class _Conv(ShapeKept):
              "channels (o, c): the kernel W[o,c,:] repeated along the diagonals, shifted by the "
              "stride at each output position; zero outside the window",
         "W": "δ_op: output channel o depends on its own filter only, and each of its rows holds the "
-             "window of x_pad that the filter saw (a row of im2col's cols)",
+             "window of x_pad that the filter saw (a column of im2col's cols)",
         "b": "δ_op: stacked identities over samples and positions; contracting them with dY sums "
-             "over both, db = sum(dY_mat, axis=0)",
+             "over both, db = sum(dY_mat, axis=1)",
     }
 
     def jacobian_structure(self, wrt: str, X_shape: tuple[int, ...]) -> Structure | None:
@@ -125,12 +99,12 @@ class _Conv(ShapeKept):
         T, K = math.prod(out), math.prod(self.kernel_size)
         where, k = ("L_out", "k") if self.spatial_ndim == 1 else ("H_out·W_out", "kh·kw")
         if wrt == "X":
-            return N * T * O * K * C, (f"dcols = dY_mat W_matᵀ (dA = dC Bᵀ) then col2im, "
+            return N * T * O * K * C, (f"dcols = W_matᵀ dY_mat (dB = Aᵀ dC) then col2im, "
                                        f"N·{where}·O·C·{k} multiply-adds")
         if wrt == "W":
-            return N * T * O * K * C, (f"dW_mat = colsᵀ dY_mat (dB = Aᵀ dC), N·O·{where}·C·{k} "
-                                       "multiply-adds")
-        return N * O * T, f"db = sum(dY_mat, axis=0), N·O·{where} additions"
+            return N * T * O * K * C, (f"dW_mat = dY_mat colsᵀ (dA = dC Bᵀ), "
+                                       f"N·O·{where}·C·{k} multiply-adds")
+        return N * O * T, f"db = sum(dY_mat, axis=1), N·O·{where} additions"
 
     def __init__(
         self,
@@ -169,8 +143,8 @@ class _Conv(ShapeKept):
         self.params = {"W": W.astype(self.dtype),
                        "b": np.zeros(self.out_channels, dtype=self.dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        # Scratch arrays reused from step to step (cols, dcolsᵀ): a fresh multi-megabyte array
-        # per call costs its page faults every time, as much as a matrix product here.
+        # A scratch array reused from step to step (cols): a fresh multi-megabyte array per
+        # call costs its page faults every time, as much as a matrix product here.
         self._work: dict[str, FloatArray] = {}
 
     def __repr__(self) -> str:
@@ -221,68 +195,119 @@ class _Conv(ShapeKept):
         return buf
 
     def _weight_matrix(self) -> FloatArray:
-        """``W_mat (K·C, O)``: ``W_mat[(κ, c), o] = W[o, c, κ]``, the column order of ``cols``."""
-        W = self.params["W"]
-        return np.moveaxis(W, 1, -1).reshape(self.out_channels, -1).T
+        """``W_mat (O, C·K)``: ``W`` reshaped, ``W_mat[o, (c, κ)] = W[o, c, κ]`` (a view)."""
+        return self.params["W"].reshape(self.out_channels, -1)
+
+    def _per_sample(self) -> bool:
+        """Whether forward and ``dW`` run one product per sample on ``cols_n (C·K, T)``, which
+        writes ``Y (N, O, T)`` as it is and reads ``dY`` as it comes, rather than one product
+        over all samples and a transpose of ``Y`` and of ``dY``: with few multiply-adds per
+        output entry (``C·K < 32``, a first layer on one channel) the transposes cost more than
+        the product. Measured at ``N = 128``, float32, two threads: at ``C·K = 9`` (one channel,
+        3×3) per sample is 2-3x faster, at ``C·K = 144`` (16 channels) 1.5x slower."""
+        return self.in_channels * math.prod(self.kernel_size) < 32
 
     def forward(self, X: Any) -> FloatArray:
-        """``Y_mat = cols W_mat + bᵀ``: ``(T·N, K·C) @ (K·C, O) -> (T·N, O)``, returned as
-        ``(N, O, *out)``. Keeps ``cols`` (an array of its own) for backward."""
+        """``Y_mat = [W_mat b] [cols; 1ᵀ]``: ``(O, C·K+1) @ (C·K+1, N·T) -> (O, N·T)``,
+        returned as ``(N, O, *out)``; per sample (see :meth:`_per_sample`) ``Y_n = [W_mat b]
+        [cols_n; 1ᵀ]``, ``-> (N, O, T)``. The bias rides in the product as the weight of a row
+        of ones (no pass of its own over ``Y``, and ``db`` comes out of ``dW``'s product).
+        Keeps ``[cols; 1ᵀ]`` (an array of its own)."""
         A, out = self._checked(X)
-        N = A.shape[0]
-        rows = math.prod(out) * N, math.prod(self.kernel_size) * self.in_channels
-        buffer = self._scratch("cols", rows, A.dtype) if is_recording() else None
-        cols = unfold(pad_channels_last(A, self.padding), self.kernel_size, self.stride, out,
-                      buffer)
-        W_mat = self._weight_matrix()
-        if is_recording():
-            Y = np.matmul(cols, W_mat, out=self._scratch("Y_mat", (cols.shape[0], W_mat.shape[1]),
-                                                         cols.dtype))
-        else:
-            Y = cols @ W_mat
-        Y += self.params["b"]
-        self._keep(((N, self.out_channels, *out), Y.dtype, cols, A.shape))
-        return _from_rows(Y, N, out)
+        N, O, T = A.shape[0], self.out_channels, math.prod(out)  # noqa: E741
+        shape = (self.in_channels * math.prod(self.kernel_size) + 1, N * T)
+        cols = (self._scratch("cols", shape, A.dtype) if is_recording()
+                else np.empty(shape, dtype=A.dtype))
+        unfold(pad(A, self.padding), self.kernel_size, self.stride, out, cols[:-1])
+        cols[-1] = 1
+        self._keep(((N, O, *out), A.dtype, cols, A.shape))
+        W_b = np.concatenate([self._weight_matrix(), self.params["b"][:, None]], axis=1)
+        if self._per_sample():
+            return (W_b @ cols.reshape(-1, N, T).transpose(1, 0, 2)).reshape(N, O, *out)
+        return (W_b @ cols).reshape(O, N, T).transpose(1, 0, 2).copy().reshape(N, O, *out)
 
-    def _upstream_matrix(self, dY: Any) -> FloatArray:
-        """``dY (N, O, *out)`` checked, as the matrix ``dY_mat (T·N, O)`` (a new array)."""
-        return _to_rows(self._upstream_for(dY))
+    @staticmethod
+    def _as_matrix(dY: FloatArray) -> FloatArray:
+        """``dY (N, O, *out)`` as the matrix ``dY_mat (O, N·T)``, columns ``(n, t)`` (a copy
+        unless ``N`` or ``O`` is 1; only read)."""
+        N, O = dY.shape[:2]  # noqa: E741
+        return dY.reshape(N, O, -1).transpose(1, 0, 2).reshape(O, -1)
 
     def backward(self, dY: Any) -> FloatArray:
-        """``dcols = dY_mat W_matᵀ`` ``(T·N, K·C)`` (the lecture's ``dA = dC Bᵀ``), then col2im
-        sums every window's gradient onto the inputs it read: ``dX (N, C, *S)``. Fills
-        ``grads`` through :meth:`backward_params` (so an override of it runs here too)."""
+        """``dcols = W_matᵀ dY_mat``: ``(C·K, O) @ (O, N·T) -> (C·K, N·T)`` (the lecture's
+        ``dB = Aᵀ dC``), then col2im sums every window's gradient onto the inputs it read:
+        ``dX (N, C, *S)``. Fills ``grads`` through :meth:`backward_params` (so an override of
+        it runs here too)."""
         self.backward_params(dY)
-        dYm = self._upstream_matrix(dY)
+        upstream = self._upstream_for(dY)
+        if all(s == 1 for s in self.stride):
+            dXp = self._padded_input_gradient_unit_stride(upstream)
+        else:
+            dXp = self._padded_input_gradient(upstream)
+        return crop(dXp, self.padding).transpose(1, 0, *range(2, dXp.ndim)).copy()
+
+    def _padded_shape(self) -> tuple[int, ...]:
+        """``(C, N, *padded)``: the shape of ``x_pad``, channels first, in the last forward."""
         in_shape = self._saved[3]
-        N, C = in_shape[0], self.in_channels
-        out = self._output_shape()[2:]
-        # dcols computed as its transpose, dcolsᵀ = W_mat dY_matᵀ (K·C, T·N): the same numbers,
-        # laid out so that each kernel offset's slab (C, *out, N) is contiguous and col2im's
-        # adds run over long rows (3x faster than folding dcols itself at N=128, C=32, L=40).
-        W_mat = self._weight_matrix()
-        dcols_t = self._scratch("dcols_t", (W_mat.shape[0], dYm.shape[0]), dYm.dtype)
-        np.matmul(W_mat, dYm.T, out=dcols_t)
-        slabs = dcols_t.reshape(*self.kernel_size, C, *out, N)
-        padded = tuple(s + 2 * p for s, p in zip(in_shape[2:], self.padding, strict=True))
-        dXp = np.zeros((C, *padded, N), dtype=dcols_t.dtype)  # channels first, samples last
-        fold(lambda offset: slabs[offset], dXp, 1, self.kernel_size, self.stride, out)
-        interior = ix(slice(None), *(slice(p, p + s) for p, s in
-                                     zip(self.padding, in_shape[2:], strict=True)))
-        return _samples_first(dXp[interior])
+        return (in_shape[1], in_shape[0], *(s + 2 * p for s, p in zip(in_shape[2:], self.padding,
+                                                                        strict=True)))
+
+    def _padded_input_gradient(self, dY: FloatArray) -> FloatArray:
+        """``dX_pad (C, N, *padded)`` (channels first) from ``dY (N, O, *out)``: ``dcols =
+        W_matᵀ dY_mat``, then col2im, one strided add of slab ``κ`` ``(C, N, *out)`` per
+        kernel offset."""
+        C, N, *padded = self._padded_shape()
+        out = dY.shape[2:]
+        slabs = (self._weight_matrix().T @ self._as_matrix(dY)).reshape(C, *self.kernel_size, N, *out)
+        dXp = np.zeros((C, N, *padded), dtype=slabs.dtype)
+        return fold(lambda offset: slabs[ix(slice(None), *offset)], dXp, 2, self.kernel_size,
+                    self.stride, out)
+
+    def _padded_input_gradient_unit_stride(self, dY: FloatArray) -> FloatArray:
+        """:meth:`_padded_input_gradient` for unit strides, with contiguous adds.
+
+        With stride 1 on every axis, kernel offset ``κ`` moves every window by the same
+        distance in the flattened ``x_pad[n, c]``, ``off(κ) = Σ_i κ_i · prod(padded[i+1:])``.
+        So ``dcols`` is computed over the *wide* grid ``(out_0, *padded[1:])`` (``dY`` set to 0
+        at the extra positions, which no window has): there slab ``κ`` ``(C, N, L)``,
+        flattened per sample, lands on ``dX_pad`` flattened from ``off(κ)`` on, one contiguous
+        add per offset (its tail past the end holds only extra positions, zeros, and is
+        dropped). The same sums as the strided adds, plus zeros: 3x faster at
+        ``(128, 16, 13, 13)``, where the strided adds move runs of 11 numbers.
+        """
+        C, N, *padded = self._padded_shape()
+        out, O = dY.shape[2:], self.out_channels  # noqa: E741
+        wide = np.zeros((O, N, out[0], *padded[1:]), dtype=dY.dtype)  # dY_mat, widened
+        wide[ix(slice(None), slice(None), *(slice(0, o) for o in out))] = dY.transpose(
+            1, 0, *range(2, dY.ndim))
+        dcols = self._weight_matrix().T @ wide.reshape(O, -1)  # (C·K, N·L)
+        slabs = dcols.reshape(C, math.prod(self.kernel_size), N, -1)
+        P, L = math.prod(padded), slabs.shape[-1]
+        dXp = np.zeros((C, N, P), dtype=dcols.dtype)
+        for j, offset in enumerate(np.ndindex(*self.kernel_size)):
+            start = sum(o * math.prod(padded[i + 1:]) for i, o in enumerate(offset))
+            n = min(L, P - start)
+            dXp[:, :, start:start + n] += slabs[:, j, :, :n]
+        return dXp.reshape(C, N, *padded)
 
     def backward_params(self, dY: Any) -> None:
-        """``dW_mat = colsᵀ dY_mat`` ``(K·C, O)`` (the lecture's ``dB = Aᵀ dC``), rearranged to
-        ``W``'s ``(O, C, *k)``; ``db = sum(dY_mat, axis=0)`` ``(O,)``. No ``dX``."""
-        self._fill_grads(self._upstream_matrix(dY))
+        """``[dW_mat db] = dY_mat [cols; 1ᵀ]ᵀ`` ``(O, C·K+1)`` (the lecture's ``dA = dC Bᵀ``;
+        the last column is ``db = Σ_{n,t} dY[n, :, t]``), or per sample ``Σ_n dY_n [cols_n;
+        1ᵀ]ᵀ``; ``dW_mat`` reshaped to ``W``'s ``(O, C, *k)``. No ``dX``.
 
-    def _fill_grads(self, dYm: FloatArray) -> None:
-        # Written into the existing buffers (fit's optimizer holds them): no accumulation.
-        # dW_matᵀ = dY_matᵀ cols is (O, K·C); W is (O, C, *k), so move C back before the kernel.
+        Computed as its transpose, ``[cols; 1ᵀ] dY_matᵀ`` ``(C·K+1, O)``: the same sums, in
+        the operand order that OpenBLAS runs 1.4x faster at ``(145, 15488) @ (15488, 32)``."""
+        upstream = self._upstream_for(dY)
         cols = self._saved[2]
-        dW_t = (dYm.T @ cols).reshape(self.out_channels, *self.kernel_size, self.in_channels)
-        np.copyto(self.grads["W"], np.moveaxis(dW_t, -1, 1))
-        np.sum(dYm, axis=0, out=self.grads["b"])
+        if self._per_sample():
+            dY_n = upstream.reshape(*upstream.shape[:2], -1)  # (N, O, T)
+            cols_n = cols.reshape(cols.shape[0], *dY_n.shape[::2]).transpose(1, 0, 2)
+            dW_b_t = (cols_n @ dY_n.transpose(0, 2, 1)).sum(axis=0)
+        else:
+            dW_b_t = cols @ self._as_matrix(upstream).T
+        # Written into the existing buffers (fit's optimizer holds them): no accumulation.
+        self.grads["W"][...] = dW_b_t[:-1].T.reshape(self.grads["W"].shape)
+        self.grads["b"][...] = dW_b_t[-1]
 
     # The expanded Jacobian from the per-entry formula ---------------------------------------
 
@@ -349,14 +374,17 @@ class Conv1D(_Conv):
     Notes
     -----
     ``y[n, o, t] = b[o] + Σ_c Σ_κ W[o, c, κ] x_pad[n, c, t·stride + κ]``, ``Y (N, O, L_out)``
-    with ``L_out = (L + 2·pad − k) // stride + 1``. With ``cols (L_out·N, k·C)`` from im2col,
-    ``cols[(t, n), (κ, c)] = x_pad[n, c, t·stride + κ]``, and ``W_mat (k·C, O)``,
-    ``W_mat[(κ, c), o] = W[o, c, κ]``:
+    with ``L_out = (L + 2·pad − k) // stride + 1``. With ``cols (C·k, N·L_out)`` from im2col,
+    ``cols[(c, κ), (n, t)] = x_pad[n, c, t·stride + κ]``, ``W_mat (O, C·k)`` (``W`` reshaped)
+    and ``dY_mat (O, N·L_out)`` (``dY`` channels first):
 
-    - forward ``Y_mat = cols W_mat + bᵀ``        ``(L_out·N, O)``, rearranged to ``(N, O, L_out)``
-    - ``dW_mat = colsᵀ dY_mat`` (``dB = Aᵀ dC``)    ``(k·C, O)``, rearranged to ``(O, C, k)``
-    - ``db = sum(dY_mat, axis=0)``                 ``(O,)``
-    - ``dcols = dY_mat W_matᵀ`` (``dA = dC Bᵀ``)    ``(L_out·N, k·C)``, col2im to ``(N, C, L)``
+    - forward ``Y_mat = W_mat cols + b 1ᵀ``        ``(O, N·L_out)``, transposed to ``(N, O, L_out)``
+    - ``dW_mat = dY_mat colsᵀ`` (``dA = dC Bᵀ``)     ``(O, C·k)``, reshaped to ``(O, C, k)``
+    - ``db = Σ_{n,t} dY[n, :, t]``                  ``(O,)``
+    - ``dcols = W_matᵀ dY_mat`` (``dB = Aᵀ dC``)     ``(C·k, N·L_out)``, col2im to ``(N, C, L)``
+
+    With ``C·k < 32`` forward and ``dW_mat`` run per sample on ``cols_n (C·k, L_out)``:
+    ``Y_n = W_mat cols_n + b 1ᵀ``, ``dW_mat = Σ_n dY_n cols_nᵀ`` (no transposes).
 
     Examples
     --------
@@ -388,8 +416,9 @@ class Conv2D(_Conv):
     -----
     ``y[n, o, i, j] = b[o] + Σ_c Σ_{a,b} W[o, c, a, b] x_pad[n, c, i·s_h + a, j·s_w + b]``,
     ``Y (N, O, H_out, W_out)``. The same im2col product as :class:`Conv1D` with
-    ``cols (H_out·W_out·N, kh·kw·C)``: ``Y_mat = cols W_mat + bᵀ``, ``dW_mat = colsᵀ dY_mat``,
-    ``db = sum(dY_mat, axis=0)``, ``dcols = dY_mat W_matᵀ`` then col2im to ``(N, C, H, W)``.
+    ``cols (C·kh·kw, N·H_out·W_out)``: ``Y_mat = W_mat cols + b 1ᵀ``, ``dW_mat = dY_mat
+    colsᵀ``, ``db = Σ_{n,t} dY[n, :, t]``, ``dcols = W_matᵀ dY_mat`` then col2im to
+    ``(N, C, H, W)``.
     """
 
     input_ndim = (4,)
