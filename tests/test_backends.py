@@ -254,3 +254,50 @@ def test_a_caller_tensor_kept_for_backward_is_copied() -> None:
     X.mul_(5)  # the caller changes its input after forward
     layer.backward(torch.ones((4, 2), dtype=torch.float64))
     np.testing.assert_allclose(to_numpy(layer.grads["W"]), np.full((3, 2), 4.0))
+
+
+SPATIAL_CASES = [
+    (jacnet.Conv1D, {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2,
+                     "padding": 1}, (2, 2, 9)),
+    (jacnet.Conv2D, {"in_channels": 3, "out_channels": 2, "kernel_size": (2, 3),
+                     "padding": (1, 0)}, (2, 3, 5, 6)),
+    (jacnet.Conv2D, {"in_channels": 16, "out_channels": 4, "kernel_size": 3}, (3, 16, 6, 6)),
+    (jacnet.MaxPool1D, {"kernel_size": 3, "stride": 2, "padding": 1}, (2, 3, 8)),
+    (jacnet.MaxPool2D, {"kernel_size": 2, "stride": 1}, (2, 2, 4, 5)),
+    (jacnet.MaxPool2D, {"kernel_size": 2}, (2, 2, 5, 5)),
+    (jacnet.AvgPool2D, {"kernel_size": 3, "stride": 2, "padding": 1}, (2, 2, 6, 5)),
+]
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "shape"), SPATIAL_CASES)
+def test_strided_and_padded_windows_agree_on_torch(cls: Any, kwargs: dict[str, Any],
+                                                   shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(9)
+    if "in_channels" in kwargs:
+        kwargs = {**kwargs, "rng": 1, "dtype": np.float64}
+    layer = cls(**kwargs)
+    twin = copy.deepcopy(layer).to("torch")
+    X = rng.standard_normal(shape)
+    Y = layer.forward(X)
+    close(twin.forward(torch.from_numpy(X)), Y, f"{cls.__name__} forward")
+    dY = rng.standard_normal(Y.shape)
+    close(twin.backward(torch.from_numpy(dY)), layer.backward(dY), f"{cls.__name__} backward")
+    for key in layer.params:
+        close(twin.grads[key], layer.grads[key], f"{cls.__name__} grads[{key!r}]")
+
+
+def test_a_cnn_trains_the_same_on_torch() -> None:
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((24, 1, 8, 8))
+    y = rng.integers(0, 3, 24)
+    model = jacnet.Sequential([
+        jacnet.Conv2D(1, 4, 3, rng=0, dtype=np.float64), jacnet.ReLU(), jacnet.MaxPool2D(2),
+        jacnet.Flatten(), jacnet.Affine(36, 3, rng=1, dtype=np.float64)])
+    twin = copy.deepcopy(model).to("torch")
+    kwargs = {"loss": jacnet.SoftmaxCrossEntropy(), "epochs": 2, "batch_size": 8, "seed": 3,
+              "verbose": 0}
+    history = jacnet.fit(model, X, y, optimizer=jacnet.SGD(0.05, momentum=0.9), **kwargs)
+    history_t = jacnet.fit(twin, X, y, optimizer=jacnet.SGD(0.05, momentum=0.9), **kwargs)
+    np.testing.assert_allclose(history_t["loss"], history["loss"], rtol=RTOL)
+    for k in model.params:
+        close(twin.params[k], model.params[k], f"cnn {k}")

@@ -112,8 +112,8 @@ def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints, cols: FloatArr
     """
     d = len(kernel)
     # windows (N, C, *out, *kernel) -> (C, *kernel, N, *out)
-    view = np.moveaxis(windows(Xp, kernel, stride), (1, *range(2 + d, 2 + 2 * d), 0),
-                       tuple(range(2 + d)))
+    view = backend.namespace(Xp).moveaxis(windows(Xp, kernel, stride),
+                                          (1, *range(2 + d, 2 + 2 * d), 0), tuple(range(2 + d)))
     cols.reshape(view.shape)[...] = view
 
 

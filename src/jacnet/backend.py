@@ -162,6 +162,17 @@ def copy(A: Any) -> Any:
     return A.clone() if is_torch(A) else A.copy()
 
 
+def put_along_last_axis(shape: tuple[int, ...], index: Any, values: Any) -> Any:
+    """Zeros of ``shape`` with ``values[..., i]`` at ``[..., index[..., i]]`` of the last axis
+    (the array API has no scatter: NumPy's ``put_along_axis``, torch's ``scatter``)."""
+    if is_torch(values):
+        out = _torch().zeros(shape, dtype=values.dtype, device=values.device)
+        return out.scatter_(-1, index[..., None], values[..., None])
+    out = np.zeros(shape, dtype=values.dtype)
+    np.put_along_axis(out, index[..., None], values[..., None], axis=-1)
+    return out
+
+
 def contiguous(A: Any) -> Any:
     """``A`` laid out C-contiguously (a copy only when it is not)."""
     return A.contiguous() if is_torch(A) else np.ascontiguousarray(A)

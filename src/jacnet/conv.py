@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike
 
+from jacnet import backend
 from jacnet._spatial import (
     Ints,
     ShapeKept,
@@ -38,6 +39,7 @@ from jacnet._spatial import (
     crop,
     fold,
     ix,
+    output_kind,
     output_sizes,
     pad,
     plain,
@@ -186,12 +188,15 @@ class _Conv(ShapeKept):
         super().clear()
         self._work = {}
 
-    def _scratch(self, name: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> FloatArray:
-        """A reusable array of ``shape`` and ``dtype`` (contents undefined). Only for training
-        steps: under inference_mode the layer may be a shallow copy sharing ``_work``."""
+    def _scratch(self, name: str, shape: tuple[int, ...], A: FloatArray) -> FloatArray:
+        """A reusable array of ``shape`` with ``A``'s dtype, backend and device (contents
+        undefined). Only for training steps: under inference_mode the layer may be a shallow
+        copy sharing ``_work``."""
         buf = self._work.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = self._work[name] = np.empty(shape, dtype=dtype)
+        if (buf is None or buf.shape != shape or buf.dtype != A.dtype or type(buf) is not type(A)
+                or buf.device != A.device):
+            buf = self._work[name] = backend.namespace(A).empty(shape, dtype=A.dtype,
+                                                                device=A.device)
         return buf
 
     def _weight_matrix(self) -> FloatArray:
@@ -214,24 +219,26 @@ class _Conv(ShapeKept):
         of ones (no pass of its own over ``Y``, and ``db`` comes out of ``dW``'s product).
         Keeps ``[cols; 1ᵀ]`` (an array of its own)."""
         A, out = self._checked(X)
+        xp = backend.namespace(A)
         N, O, T = A.shape[0], self.out_channels, math.prod(out)  # noqa: E741
         shape = (self.in_channels * math.prod(self.kernel_size) + 1, N * T)
-        cols = (self._scratch("cols", shape, A.dtype) if is_recording()
-                else np.empty(shape, dtype=A.dtype))
+        cols = (self._scratch("cols", shape, A) if is_recording()
+                else xp.empty(shape, dtype=A.dtype, device=A.device))
         unfold(pad(A, self.padding), self.kernel_size, self.stride, out, cols[:-1])
         cols[-1] = 1
-        self._keep(((N, O, *out), A.dtype, cols, A.shape))
-        W_b = np.concatenate([self._weight_matrix(), self.params["b"][:, None]], axis=1)
+        self._keep(((N, O, *out), output_kind(A), cols, A.shape))
+        W_b = xp.concat([self._weight_matrix(), self.params["b"][:, None]], axis=1)
         if self._per_sample():
-            return (W_b @ cols.reshape(-1, N, T).transpose(1, 0, 2)).reshape(N, O, *out)
-        return (W_b @ cols).reshape(O, N, T).transpose(1, 0, 2).copy().reshape(N, O, *out)
+            return (W_b @ xp.permute_dims(cols.reshape(-1, N, T), (1, 0, 2))).reshape(N, O, *out)
+        Y_t = xp.permute_dims((W_b @ cols).reshape(O, N, T), (1, 0, 2))
+        return backend.contiguous(Y_t).reshape(N, O, *out)
 
     @staticmethod
     def _as_matrix(dY: FloatArray) -> FloatArray:
         """``dY (N, O, *out)`` as the matrix ``dY_mat (O, N·T)``, columns ``(n, t)`` (a copy
         unless ``N`` or ``O`` is 1; only read)."""
         N, O = dY.shape[:2]  # noqa: E741
-        return dY.reshape(N, O, -1).transpose(1, 0, 2).reshape(O, -1)
+        return backend.namespace(dY).permute_dims(dY.reshape(N, O, -1), (1, 0, 2)).reshape(O, -1)
 
     def backward(self, dY: Any) -> FloatArray:
         """``dcols = W_matᵀ dY_mat``: ``(C·K, O) @ (O, N·T) -> (C·K, N·T)`` (the lecture's
@@ -244,7 +251,9 @@ class _Conv(ShapeKept):
             dXp = self._padded_input_gradient_unit_stride(upstream)
         else:
             dXp = self._padded_input_gradient(upstream)
-        return crop(dXp, self.padding).transpose(1, 0, *range(2, dXp.ndim)).copy()
+        swapped = backend.namespace(dXp).permute_dims(crop(dXp, self.padding),
+                                                      (1, 0, *range(2, dXp.ndim)))
+        return backend.contiguous(swapped)
 
     def _padded_shape(self) -> tuple[int, ...]:
         """``(C, N, *padded)``: the shape of ``x_pad``, channels first, in the last forward."""
@@ -259,7 +268,7 @@ class _Conv(ShapeKept):
         C, N, *padded = self._padded_shape()
         out = dY.shape[2:]
         slabs = (self._weight_matrix().T @ self._as_matrix(dY)).reshape(C, *self.kernel_size, N, *out)
-        dXp = np.zeros((C, N, *padded), dtype=slabs.dtype)
+        dXp = backend.namespace(dY).zeros((C, N, *padded), dtype=slabs.dtype, device=dY.device)
         return fold(lambda offset: slabs[ix(slice(None), *offset)], dXp, 2, self.kernel_size,
                     self.stride, out)
 
@@ -277,13 +286,14 @@ class _Conv(ShapeKept):
         """
         C, N, *padded = self._padded_shape()
         out, O = dY.shape[2:], self.out_channels  # noqa: E741
-        wide = np.zeros((O, N, out[0], *padded[1:]), dtype=dY.dtype)  # dY_mat, widened
-        wide[ix(slice(None), slice(None), *(slice(0, o) for o in out))] = dY.transpose(
-            1, 0, *range(2, dY.ndim))
+        xp = backend.namespace(dY)
+        wide = xp.zeros((O, N, out[0], *padded[1:]), dtype=dY.dtype, device=dY.device)  # dY_mat, widened
+        wide[ix(slice(None), slice(None), *(slice(0, o) for o in out))] = xp.permute_dims(
+            dY, (1, 0, *range(2, dY.ndim)))
         dcols = self._weight_matrix().T @ wide.reshape(O, -1)  # (C·K, N·L)
         slabs = dcols.reshape(C, math.prod(self.kernel_size), N, -1)
         P, L = math.prod(padded), slabs.shape[-1]
-        dXp = np.zeros((C, N, P), dtype=dcols.dtype)
+        dXp = xp.zeros((C, N, P), dtype=dcols.dtype, device=dY.device)
         for j, offset in enumerate(np.ndindex(*self.kernel_size)):
             start = sum(o * math.prod(padded[i + 1:]) for i, o in enumerate(offset))
             n = min(L, P - start)
@@ -299,10 +309,11 @@ class _Conv(ShapeKept):
         the operand order that OpenBLAS runs 1.4x faster at ``(145, 15488) @ (15488, 32)``."""
         upstream = self._upstream_for(dY)
         cols = self._saved[2]
+        xp = backend.namespace(cols)
         if self._per_sample():
             dY_n = upstream.reshape(*upstream.shape[:2], -1)  # (N, O, T)
-            cols_n = cols.reshape(cols.shape[0], *dY_n.shape[::2]).transpose(1, 0, 2)
-            dW_b_t = (cols_n @ dY_n.transpose(0, 2, 1)).sum(axis=0)
+            cols_n = xp.permute_dims(cols.reshape(cols.shape[0], *dY_n.shape[::2]), (1, 0, 2))
+            dW_b_t = xp.sum(cols_n @ xp.permute_dims(dY_n, (0, 2, 1)), axis=0)
         else:
             dW_b_t = cols @ self._as_matrix(upstream).T
         # Written into the existing buffers (fit's optimizer holds them): no accumulation.

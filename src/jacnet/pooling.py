@@ -152,21 +152,24 @@ class _MaxPool(_Pool):
         A, out = self._checked(X)
         slots = self._slots(out)
         if slots is not None:  # tiling windows: a running maximum over K strided slices
+            xp = backend.namespace(A)
             Y = A[slots[0]]  # rather than gathering every window into a copy
-            arg = np.zeros(Y.shape, dtype=np.int8 if len(slots) <= 128 else np.intp)
+            arg = xp.zeros(Y.shape, dtype=xp.int8 if len(slots) <= 128 else xp.int64,
+                           device=A.device)
             for j, slot in enumerate(slots[1:], start=1):
-                larger = np.maximum(Y, A[slot])
+                larger = xp.maximum(Y, A[slot])
                 # arg <- j where slot j beats the maximum so far (strictly: the first slot
                 # holding the maximum wins, as argmax), in arithmetic: np.where is 10x slower.
-                arg += (larger > Y) * (arg.dtype.type(j) - arg)
+                arg += (larger > Y) * (j - arg)
                 Y = larger
-            self._keep((arg.shape, A.dtype, arg, A.shape))
-            return Y if len(slots) > 1 else Y.copy()  # one slot: Y is a view of X
-        win = windows(pad(A, self.padding, -np.inf), self.kernel_size, self.stride)
+            self._keep((arg.shape, output_kind(A), arg, A.shape))
+            return Y if len(slots) > 1 else backend.copy(Y)  # one slot: Y is a view of X
+        win = windows(pad(A, self.padding, -math.inf), self.kernel_size, self.stride)
         flat = win.reshape(*win.shape[:2 + self.spatial_ndim], -1)  # (N, C, *out, K), a copy
-        arg = np.argmax(flat, axis=-1)
-        self._keep((arg.shape, A.dtype, arg, A.shape))
-        return np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+        xp = backend.namespace(flat)
+        arg = xp.argmax(flat, axis=-1)
+        self._keep((arg.shape, output_kind(A), arg, A.shape))
+        return xp.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
 
     def backward(self, dY: Any) -> FloatArray:
         """``dX`` gets ``dY[n, c, t]`` at the input that won window ``t``, summed over windows."""
@@ -176,13 +179,13 @@ class _MaxPool(_Pool):
         if slots is not None:  # tiling windows: every input is in at most one window
             covered = all(o * k == s for o, k, s in zip(arg.shape[2:], self.kernel_size,
                                                          in_shape[2:], strict=True))
-            dX = (np.empty if covered else np.zeros)(in_shape, dtype=dY.dtype)
+            xp = backend.namespace(dY)
+            dX = (xp.empty if covered else xp.zeros)(in_shape, dtype=dY.dtype, device=dY.device)
             for j, slot in enumerate(slots):
-                np.multiply(dY, arg == j, out=dX[slot])
+                xp.multiply(dY, arg == j, out=dX[slot])
             dX += 0.0  # -0.0 (a negative dY times 0) to 0.0: the same bits as the general path
             return dX
-        dwin = np.zeros((*dY.shape, math.prod(self.kernel_size)), dtype=dY.dtype)
-        np.put_along_axis(dwin, arg[..., None], dY[..., None], axis=-1)
+        dwin = backend.put_along_last_axis((*dY.shape, math.prod(self.kernel_size)), arg, dY)
         return self._fold(dwin.reshape(*dY.shape, *self.kernel_size), in_shape)
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
