@@ -17,6 +17,7 @@ other with bitwise the same weights.
 from __future__ import annotations
 
 import math
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -43,6 +44,9 @@ def is_torch(A: Any) -> bool:
 
 
 def _torch() -> ModuleType:
+    found = sys.modules.get("torch")  # already imported: skip the import machinery
+    if found is not None:
+        return found
     try:
         import torch
     except ImportError as exc:
@@ -52,7 +56,12 @@ def _torch() -> ModuleType:
     return torch
 
 
+_COMPAT: list[ModuleType] = []  # array_api_compat.torch, once imported
+
+
 def _compat_torch() -> ModuleType:
+    if _COMPAT:
+        return _COMPAT[0]
     _torch()
     try:
         import array_api_compat.torch as xp
@@ -60,6 +69,7 @@ def _compat_torch() -> ModuleType:
         raise ImportError(
             "the torch backend expects array-api-compat, got it missing; "
             "run: pip install 'jacnet[torch]'") from exc
+    _COMPAT.append(xp)
     return xp
 
 
@@ -162,6 +172,16 @@ def copy(A: Any) -> Any:
     return A.clone() if is_torch(A) else A.copy()
 
 
+def subtract_scaled(p: Any, g: Any, scale: float, buffer: Any) -> None:
+    """``p -= scale · g`` in place, ``buffer`` (shaped like ``p``) as scratch: NumPy in two
+    passes through ``buffer``, torch in one fused ``add_(g, alpha=-scale)``."""
+    if is_torch(p):
+        p.add_(g, alpha=-scale)
+        return
+    np.multiply(g, scale, out=buffer)
+    p -= buffer
+
+
 def put_along_last_axis(shape: tuple[int, ...], index: Any, values: Any) -> Any:
     """Zeros of ``shape`` with ``values[..., i]`` at ``[..., index[..., i]]`` of the last axis
     (the array API has no scatter: NumPy's ``put_along_axis``, torch's ``scatter``)."""
@@ -223,5 +243,7 @@ def all_finite(A: Any) -> bool:
     """
     torch = _torch()
     flat, chunk = A.reshape(-1), 1 << 20
+    if flat.shape[0] <= chunk:
+        return math.isfinite(float(torch.sum(flat - flat)))
     return all(math.isfinite(float(torch.sum(part - part)))
                for part in (flat[i:i + chunk] for i in range(0, flat.shape[0], chunk)))

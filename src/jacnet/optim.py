@@ -33,7 +33,7 @@ class Optimizer:
         self.weight_decay = check_real(weight_decay, f"{type(self).__name__} weight_decay", low=0)
         self.iterations = 0
         self._state: dict[str, dict[str, FloatArray]] = {}
-        self._scratch: dict[str, FloatArray] = {}
+        self._scratch: dict[str, tuple[FloatArray, FloatArray]] = {}  # name: (param, buffer)
         # The parameter arrays the state was built on, by name (bound at the next step).
         self._bound: dict[str, FloatArray] = {}
 
@@ -122,10 +122,10 @@ class Optimizer:
 
     def _buffer(self, name: str, p: FloatArray) -> FloatArray:
         """A scratch array shaped like ``p``, reused every step."""
-        buf = self._scratch.get(name)
-        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or type(buf) is not type(p):
-            buf = self._scratch[name] = backend.namespace(p).empty_like(p)
-        return buf
+        made = self._scratch.get(name)
+        if made is None or made[0] is not p:  # made for another array: a new one, like p
+            made = self._scratch[name] = (p, backend.namespace(p).empty_like(p))
+        return made[1]
 
     def _slot(self, name: str, slot: str, p: FloatArray) -> FloatArray:
         """Persistent state ``slot`` (zeros at first) of parameter ``name``."""
@@ -199,19 +199,16 @@ class SGD(Optimizer):
             buf += g
             g = buf
         if not self.momentum:
-            xp.multiply(g, self.lr, out=buf)
-            p -= buf
+            backend.subtract_scaled(p, g, self.lr, buf)
             return
         v = self._slot(name, "velocity", p)
         v *= self.momentum
         v += g
         if self.nesterov:  # p ← p - lr·(g + momentum·v), as two in-place steps
-            xp.multiply(g, self.lr, out=buf)
-            p -= buf
-            xp.multiply(v, self.lr * self.momentum, out=buf)
+            backend.subtract_scaled(p, g, self.lr, buf)
+            backend.subtract_scaled(p, v, self.lr * self.momentum, buf)
         else:
-            xp.multiply(v, self.lr, out=buf)
-        p -= buf
+            backend.subtract_scaled(p, v, self.lr, buf)
 
 
 @register_optimizer("adam")
