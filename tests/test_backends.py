@@ -301,3 +301,15 @@ def test_a_cnn_trains_the_same_on_torch() -> None:
     np.testing.assert_allclose(history_t["loss"], history["loss"], rtol=RTOL)
     for k in model.params:
         close(twin.params[k], model.params[k], f"cnn {k}")
+
+
+def test_tensor_finiteness_check_is_exact() -> None:
+    from jacnet.backend import all_finite
+
+    big = torch.full((1100, 1000), 3e38 / 4, dtype=torch.float32)  # the sum overflows
+    assert all_finite(big)
+    big[5, 5] = float("nan")
+    assert not all_finite(big)
+    small = torch.ones((4, 3))
+    small[0, 0] = float("-inf")
+    assert not all_finite(small) and all_finite(torch.ones((4, 3)))

@@ -1274,3 +1274,16 @@ def test_optimizer_state_overflow_never_reaches_a_checkpoint(tmp_path: Path) -> 
     with pytest.raises(NonFiniteError, match="optimizer"):
         quiet_fit(mlp(), X, np.arange(32) % K, epochs=2, callbacks=[ModelCheckpoint(path)])
     assert not path.exists()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_is_exact_when_the_sum_overflows(dtype: Any) -> None:
+    from jacnet._validation import all_finite
+
+    big = np.full((300, 300), np.finfo(dtype).max / 4, dtype=dtype)  # finite; the sum overflows
+    assert all_finite(big)
+    big[7, 7] = np.nan
+    assert not all_finite(big)
+    pair = np.ones((300, 300), dtype=dtype)
+    pair[1, 1], pair[2, 2] = np.inf, -np.inf  # their sum is NaN, as it should be caught
+    assert not all_finite(pair)

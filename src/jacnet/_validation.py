@@ -44,6 +44,13 @@ def all_finite(A: NDArray[Any]) -> bool:
     """
     if type(A) is not np.ndarray and backend.is_torch(A):
         return backend.all_finite(A)
+    # A finite sum proves every entry finite (a NaN or an infinity makes the sum NaN or
+    # infinite), in one pass without a temporary; only a sum that is not finite (a bad entry,
+    # or finite entries whose sum overflows) needs the entry-by-entry check.
+    if A.dtype.kind == "f" and A.size > 1 << 16:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(float(np.sum(A))):
+                return True
     chunk = 1 << 20
     if A.size <= chunk:
         return bool(np.isfinite(A).all())
