@@ -229,8 +229,7 @@ def positive_mask(X: Any) -> Any:
     """
     if type(X) is np.ndarray:
         return (X > 0).astype(X.dtype)
-    xp = namespace(X)
-    return xp.ceil(xp.clip(X, 0.0, 1.0))
+    return _torch().clamp(X, 0.0, 1.0).ceil_()
 
 
 def all_finite(A: Any) -> bool:
