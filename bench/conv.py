@@ -1,4 +1,5 @@
-"""A convolutional training workload: jacnet against PyTorch CPU eager, epoch time at one batch size.
+"""A convolutional training workload: jacnet (on NumPy, and on its torch backend) against PyTorch
+CPU eager, epoch time at one batch size.
 
 Run it from the repository root with ``.venv/bin/python -m bench.conv`` (``--help`` lists the
 options). The method is ``bench.run``'s: every measurement runs in its own process with the
@@ -30,6 +31,8 @@ import numpy as np
 from bench._common import child_env, pinned_threads
 
 N_SAMPLES, SIDE, N_CLASSES, LR = 10_000, 28, 10, 0.05
+LABELS = {"jacnet": "jacnet step loop (NumPy)", "jacnet-torch": "jacnet step loop (torch backend)",
+          "torch": "PyTorch eager"}
 
 
 def _data(seed: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -53,11 +56,18 @@ def _jacnet_model(seed: int) -> Any:
         jacnet.Flatten(), jacnet.Affine(32 * 5 * 5, N_CLASSES, rng=rng)])
 
 
-def _run_jacnet(batch: int, epochs: int, seed: int) -> list[float]:
+def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False) -> list[float]:
+    """The step loop as the docs teach it; ``on_torch``: the same on jacnet's torch backend
+    (CPU tensors; the data made a tensor once, as PyTorch's is)."""
     import jacnet
 
     X, y = _data(seed)
     model = _jacnet_model(seed)
+    if on_torch:
+        import torch
+
+        model.to("torch")
+        X = torch.from_numpy(X)
     loss, opt = jacnet.SoftmaxCrossEntropy(), jacnet.SGD(lr=LR)
     params, grads = model.params, model.grads
     rng = np.random.default_rng(seed)
@@ -109,8 +119,14 @@ def _run_torch(batch: int, epochs: int, seed: int, threads: int) -> list[float]:
 
 def _worker(system: str, batch: int, threads: int, seed: int) -> None:
     with pinned_threads(threads):
-        runs = (_run_jacnet(batch, 2, seed) if system == "jacnet"
-                else _run_torch(batch, 2, seed, threads))
+        if system == "torch":
+            runs = _run_torch(batch, 2, seed, threads)
+        else:
+            if system == "jacnet-torch":
+                import torch
+
+                torch.set_num_threads(threads)
+            runs = _run_jacnet(batch, 2, seed, on_torch=system == "jacnet-torch")
     print(json.dumps({"seconds": runs[1:]}))  # the first epoch is the warm-up
 
 
@@ -129,28 +145,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--worker", choices=("jacnet", "torch"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=tuple(LABELS), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         _worker(args.worker, args.batch, args.threads, args.seed)
         return 0
-    times: dict[str, list[float]] = {"jacnet": [], "torch": []}
+    times: dict[str, list[float]] = {system: [] for system in LABELS}
     loads = []
     for r in range(args.rounds):
-        order = ("jacnet", "torch") if r % 2 == 0 else ("torch", "jacnet")
-        for system in order:
+        for system in list(LABELS)[r % 3:] + list(LABELS)[:r % 3]:  # rotated each round
             loads.append(os.getloadavg()[0])
             times[system].append(measure(system, args.batch, args.threads, args.seed))
-        print(f"round {r + 1}: jacnet {times['jacnet'][-1]:.3f} s, PyTorch {times['torch'][-1]:.3f} s "
-              f"(load {loads[-1]:.1f})", file=sys.stderr, flush=True)
-    ratios = [a / b for a, b in zip(times["jacnet"], times["torch"], strict=True)]
+        print(f"round {r + 1}: " + ", ".join(f"{s} {times[s][-1]:.3f} s" for s in LABELS)
+              + f" (load {loads[-1]:.1f})", file=sys.stderr, flush=True)
     print(f"Conv workload (2 conv blocks + affine on {N_SAMPLES} 1x{SIDE}x{SIDE} images, SGD, float32), "
           f"batch {args.batch}, {args.threads} threads each, {args.rounds} rounds, 1 warm-up epoch:")
-    for system, label in (("jacnet", "jacnet step loop"), ("torch", "PyTorch eager")):
+    for system, label in LABELS.items():
         t = times[system]
         print(f"  {label}: {statistics.median(t):.3f} s/epoch (spread {min(t):.3f}-{max(t):.3f})")
-    print(f"  jacnet / PyTorch: {statistics.median(ratios):.2f} (median of per-round ratios; "
-          f"spread {min(ratios):.2f}-{max(ratios):.2f})")
+    for system in ("jacnet", "jacnet-torch"):
+        ratios = [a / b for a, b in zip(times[system], times["torch"], strict=True)]
+        print(f"  {LABELS[system]} / PyTorch eager: {statistics.median(ratios):.2f} (median of "
+              f"per-round ratios; spread {min(ratios):.2f}-{max(ratios):.2f})")
     print(f"  load average (1 min) before each measurement: {min(loads):.1f}-{max(loads):.1f} on "
           f"{os.cpu_count()} CPUs")
     return 0
