@@ -95,7 +95,9 @@ def check_backend(backend: Any, device: Any, where: str) -> tuple[str, str]:
     """``(backend, device)`` checked; ``device`` defaults to ``"cpu"`` and must be ``"cpu"``
     for NumPy. A torch device that this machine lacks is refused here, naming it."""
     if backend not in BACKENDS:
-        raise JacnetValueError(f"{where} backend expects one of {BACKENDS}, got {backend!r}")
+        hint = (f"; for a GPU write .to('torch', device={backend!r})"
+                if isinstance(backend, str) and backend.startswith(("cuda", "mps")) else "")
+        raise JacnetValueError(f"{where} backend expects one of {BACKENDS}, got {backend!r}{hint}")
     if device is None:
         device = "cpu"
     if not isinstance(device, str) and not type(device).__name__ == "device":

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from jacnet import backend
+from jacnet import backend as _arrays  # where a parameter named backend hides the module
 from jacnet._validation import (
     FloatArray,
     all_finite,
@@ -227,7 +228,7 @@ class Layer:
         self.clear()
         return self
 
-    def to(self, backend_name: str, device: str | None = None) -> Layer:
+    def to(self, backend: str, device: str | None = None) -> Layer:
         """Move the layer to a backend (``"numpy"`` or ``"torch"``) and ``device`` in place;
         returns the layer.
 
@@ -235,14 +236,14 @@ class Layer:
         array attribute (a layer of your own keeps working); what forward kept is dropped.
         Values and dtypes are unchanged.
         """
-        name, where = backend.check_backend(backend_name, device, f"{type(self).__name__}.to")
+        name, where = _arrays.check_backend(backend, device, f"{type(self).__name__}.to")
         self.clear()
         for table in (self.params, self.grads, getattr(self, "buffers", {})):
             for key, value in list(table.items()):
-                table[key] = backend.to_backend(value, name, where)
+                table[key] = _arrays.to_backend(value, name, where)
         for attr, value in list(vars(self).items()):
-            if isinstance(value, np.ndarray) or backend.is_torch(value):
-                setattr(self, attr, backend.to_backend(value, name, where))
+            if isinstance(value, np.ndarray) or _arrays.is_torch(value):
+                setattr(self, attr, _arrays.to_backend(value, name, where))
         return self
 
     def config(self) -> dict[str, Any]:

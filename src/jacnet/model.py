@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from jacnet import backend
+from jacnet import backend as _arrays  # where a parameter named backend hides the module
 from jacnet._validation import (
     FloatArray,
     all_finite,
@@ -230,14 +231,15 @@ class Sequential:
 
     # Backends --------------------------------------------------------------------------------
 
-    def to(self, backend_name: str, device: str | None = None) -> Sequential:
-        """Move every layer to ``backend_name`` (``"numpy"`` or ``"torch"``) on ``device``
+    def to(self, backend: str, device: str | None = None) -> Sequential:
+        """Move every layer to ``backend`` (``"numpy"`` or ``"torch"``) on ``device``
         (``"cpu"``, ``"cuda"``...) in place; returns the network. See :mod:`jacnet.backend`.
 
         Values and dtypes are unchanged; ``fit``, ``predict`` and ``evaluate`` then run there,
-        moving their inputs once. An optimizer's state follows its parameters.
+        moving their inputs once. The parameters are new arrays: make the optimizer after
+        moving (or carry its state over with ``state_dict``/``load_state_dict``).
         """
-        name, where = backend.check_backend(backend_name, device, "Sequential.to")
+        name, where = _arrays.check_backend(backend, device, "Sequential.to")
         for layer in self.layers:
             layer.to(name, where)
         return self
