@@ -228,9 +228,10 @@ def check_same_shape(A: NDArray[Any], name: str, expected: tuple[int, ...]) -> N
 
 
 def check_sample_weight(value: Any, n: int, where: str) -> FloatArray:
-    """``value`` as float64 weights ``(n,)``: finite, >= 0 and not all zero."""
+    """``value`` as NumPy float64 weights ``(n,)``: finite, >= 0 and not all zero (a tensor
+    is copied to NumPy: weights are indexed and summed on the host, like the shuffle order)."""
     name = f"{where} sample_weight"
-    w = as_float_array(value, name, ndim=1, dtype=np.float64, min_samples=0)
+    w = backend.to_numpy(as_float_array(value, name, ndim=1, dtype=np.float64, min_samples=0))
     if w.shape != (n,):
         raise ShapeError(f"{name} expects shape ({n},) (one weight per sample), got {w.shape}")
     if n and w.min() < 0:

@@ -1,0 +1,57 @@
+"""A new user's use of the torch backend: every entry point given tensors, compared with NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jacnet
+from jacnet import backend
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("array_api_compat")
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+
+
+def _pair() -> tuple[jacnet.Sequential, jacnet.Sequential]:
+    numpy_model = jacnet.build_mlp(5, [8], 3, rng=0, dtype=np.float64)
+    torch_model = jacnet.build_mlp(5, [8], 3, rng=0, dtype=np.float64).to("torch", device="cpu")
+    return numpy_model, torch_model
+
+
+def _same_params(a: jacnet.Sequential, b: jacnet.Sequential) -> None:
+    for la, lb in zip(a.layers, b.layers, strict=True):
+        for key in la.params:
+            np.testing.assert_allclose(backend.to_numpy(lb.params[key]), la.params[key], rtol=1e-6)
+
+
+def test_fit_takes_sample_weights_as_tensors() -> None:
+    X, y = _data()
+    w = np.random.default_rng(1).random(40)
+    a, b = _pair()
+    ha = jacnet.fit(a, X, y, loss=jacnet.SoftmaxCrossEntropy(), epochs=2, batch_size=8, seed=0,
+                    verbose=0, sample_weight=w, validation=(X[:10], y[:10], w[:10]))
+    hb = jacnet.fit(b, torch.from_numpy(X), torch.from_numpy(y), loss=jacnet.SoftmaxCrossEntropy(),
+                    epochs=2, batch_size=8, seed=0, verbose=0, sample_weight=torch.from_numpy(w),
+                    validation=(torch.from_numpy(X[:10]), torch.from_numpy(y[:10]),
+                                torch.from_numpy(w[:10])))
+    _same_params(a, b)
+    np.testing.assert_allclose(hb.history["val_loss"], ha.history["val_loss"], rtol=1e-6)
+    expected = jacnet.evaluate(a, X, y, sample_weight=w)
+    got = jacnet.evaluate(b, torch.from_numpy(X), torch.from_numpy(y),
+                          sample_weight=torch.from_numpy(w))
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_loss_forward_takes_sample_weights_as_tensors() -> None:
+    rng = np.random.default_rng(2)
+    P, T, w = rng.standard_normal((6, 3)), rng.standard_normal((6, 3)), rng.random(6)
+    loss_np, loss_t = jacnet.MeanSquaredError(), jacnet.MeanSquaredError()
+    expected = loss_np.forward(P, T, sample_weight=w)
+    got = loss_t.forward(torch.from_numpy(P), torch.from_numpy(T), sample_weight=torch.from_numpy(w))
+    assert got == pytest.approx(expected, rel=1e-6)
+    np.testing.assert_allclose(backend.to_numpy(loss_t.backward()), loss_np.backward(), rtol=1e-6)
