@@ -55,3 +55,17 @@ def test_loss_forward_takes_sample_weights_as_tensors() -> None:
     got = loss_t.forward(torch.from_numpy(P), torch.from_numpy(T), sample_weight=torch.from_numpy(w))
     assert got == pytest.approx(expected, rel=1e-6)
     np.testing.assert_allclose(backend.to_numpy(loss_t.backward()), loss_np.backward(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d",
+                                  "globalavgpool", "flatten", "unflatten", "relu", "dropout"])
+def test_a_parameterless_layer_builds_its_jacobian_from_a_tensor(name: str) -> None:
+    from jacnet.registry import LAYERS
+
+    layer, X = LAYERS[name].example(np.random.default_rng(0), np.float64)
+    layer.fix_randomness()  # dropout: one mask for both
+    layer.forward(X)
+    expected = layer.jacobian(X)
+    got = layer.jacobian(torch.from_numpy(X))
+    assert type(got) is np.ndarray
+    np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -193,6 +193,7 @@ class _MaxPool(_Pool):
         on a tie), shape ``(N, C, *out, N, C, *S)``: one 1 per row."""
         self._check_wrt(wrt)
         A, out = self._checked(X)
+        A = backend.to_numpy(A)  # built in NumPy, whatever the backend
         check_jacobian_size((*A.shape[:2], *out), A.shape, f"{type(self).__name__}.jacobian")
         index = self._index(A, out)
         flat = A.reshape(*A.shape[:2], -1)
@@ -237,6 +238,7 @@ class _AvgPool(_Pool):
         ``(N, C, *out, N, C, *S)``."""
         self._check_wrt(wrt)
         A, out = self._checked(X)
+        A = backend.to_numpy(A)  # built in NumPy, whatever the backend
         check_jacobian_size((*A.shape[:2], *out), A.shape, f"{type(self).__name__}.jacobian")
         index = self._index(A, out)
         weights = np.full((*A.shape[:2], *index.shape), 1.0 / index.shape[-1], dtype=A.dtype)
@@ -335,7 +337,7 @@ class GlobalAvgPool(ShapeKept):
 
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         self._check_wrt(wrt)
-        A = self._input(X)
+        A = backend.to_numpy(self._input(X))  # built in NumPy, whatever the backend
         N, C = A.shape[:2]
         check_jacobian_size((N, C), A.shape, "GlobalAvgPool.jacobian")
         S = math.prod(A.shape[2:])
@@ -367,7 +369,7 @@ class _Reshape(ShapeKept):
     def jacobian(self, X: Any, wrt: str = "X") -> FloatArray:
         """``∂y[n, i]/∂x[m, j] = δ_nm [flat(i) = flat(j)]``, shape ``Y.shape + X.shape``."""
         self._check_wrt(wrt)
-        A = self._checked(X)
+        A = backend.to_numpy(self._checked(X))  # built in NumPy, whatever the backend
         out_shape = (A.shape[0], *self._sample_shape(A))
         check_jacobian_size(out_shape, A.shape, f"{type(self).__name__}.jacobian")
         return np.eye(A.size, dtype=A.dtype).reshape(out_shape + A.shape)
