@@ -69,3 +69,32 @@ def test_a_parameterless_layer_builds_its_jacobian_from_a_tensor(name: str) -> N
     got = layer.jacobian(torch.from_numpy(X))
     assert type(got) is np.ndarray
     np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+_LOSSES = {
+    "mse": (jacnet.MeanSquaredError, lambda P: np.tanh(P)),
+    "bce": (jacnet.BinaryCrossEntropy, lambda P: (P > 0.5).astype(np.float64)),
+    "sigmoid_bce": (jacnet.SigmoidBinaryCrossEntropy, lambda P: (P > 0.5).astype(np.float64)),
+    "cce": (jacnet.CategoricalCrossEntropy, lambda P: np.argmax(P, axis=1)),
+    "softmax_ce": (jacnet.SoftmaxCrossEntropy, lambda P: np.argmax(P, axis=1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LOSSES))
+@pytest.mark.parametrize("pred_on_torch", [False, True])
+def test_a_loss_takes_pred_and_target_on_different_backends(name: str, pred_on_torch: bool) -> None:
+    cls, target_of = _LOSSES[name]
+    P = np.random.default_rng(3).uniform(0.2, 0.8, (6, 3))
+    if name == "cce":
+        P = P / P.sum(axis=1, keepdims=True)
+    T = target_of(P)
+    reference = cls()
+    expected = reference.forward(P, T)
+    loss = cls()
+    T_given = T.copy() if pred_on_torch else torch.from_numpy(T.copy())
+    got = loss.forward(torch.from_numpy(P) if pred_on_torch else P, T_given)
+    assert got == pytest.approx(expected, rel=1e-6)
+    gradient = loss.backward()
+    assert backend.is_torch(gradient) == pred_on_torch  # on the prediction's backend
+    T_given += 1  # the caller changes its target: the gradient must not follow
+    np.testing.assert_allclose(backend.to_numpy(loss.backward()), reference.backward(), rtol=1e-6)

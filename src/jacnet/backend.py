@@ -200,10 +200,23 @@ def contiguous(A: Any) -> Any:
     return A.contiguous() if is_torch(A) else np.ascontiguousarray(A)
 
 
+def _address(A: Any) -> int | None:
+    """Where the data of a tensor or NumPy array starts; None for anything else."""
+    if is_torch(A):
+        return int(A.data_ptr())
+    if isinstance(A, np.ndarray):
+        return int(A.__array_interface__["data"][0])
+    return None
+
+
 def shares_memory(A: Any, B: Any) -> bool:
-    """True when the tensors ``A`` and ``B`` start at the same memory (a view, a detached
-    copy); False for anything else."""
-    return is_torch(A) and is_torch(B) and bool(A.data_ptr() == B.data_ptr())
+    """True when ``A`` and ``B``, of which one at least is a tensor, start at the same memory
+    (a view, a detached copy, a NumPy view of a CPU tensor and the reverse); False for
+    anything else."""
+    if not (is_torch(A) or is_torch(B)):
+        return False
+    start = _address(A)
+    return start is not None and start == _address(B)
 
 
 def matmul_into(A: Any, B: Any, out: Any) -> Any:

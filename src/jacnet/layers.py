@@ -104,7 +104,7 @@ def private(A: FloatArray, original: Any) -> FloatArray:
         return A
     if A is original or (isinstance(original, np.ndarray) and np.may_share_memory(A, original)):
         return backend.copy(A)
-    if backend.shares_memory(A, original):  # a tensor's detached view of the caller's
+    if backend.shares_memory(A, original):  # a view of the caller's tensor (or NumPy view)
         return backend.copy(A)
     return A
 

@@ -153,8 +153,8 @@ class Loss:
 
     def _checked(self, pred: Any, target: Any) -> tuple[FloatArray, Any]:
         P = self._check_pred(pred)
-        if not backend.is_torch(P):
-            return P, self._target_for(P, target)
+        if not backend.is_torch(P):  # a tensor target comes to NumPy, like the prediction
+            return P, backend.to_numpy(self._target_for(P, target))
         # Targets are checked and converted in NumPy (against a stand-in of P's shape and
         # dtype that allocates nothing), then moved to P's device.
         stand_in = np.broadcast_to(np.zeros((), backend.numpy_dtype(P)), tuple(P.shape))
