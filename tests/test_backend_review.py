@@ -98,3 +98,21 @@ def test_a_loss_takes_pred_and_target_on_different_backends(name: str, pred_on_t
     assert backend.is_torch(gradient) == pred_on_torch  # on the prediction's backend
     T_given += 1  # the caller changes its target: the gradient must not follow
     np.testing.assert_allclose(backend.to_numpy(loss.backward()), reference.backward(), rtol=1e-6)
+
+
+def test_a_numpy_model_given_tensors_computes_in_numpy() -> None:
+    X, y = _data()
+    a, _ = _pair()
+    b, _ = _pair()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    out = b.layers[0].forward(Xt)
+    assert type(out) is np.ndarray  # the layer's backend, as for a NumPy input to a torch layer
+    np.testing.assert_allclose(out, a.layers[0].forward(X), rtol=1e-6)
+    assert type(b.predict(Xt)) is np.ndarray
+    ha = jacnet.fit(a, X, y, loss=jacnet.SoftmaxCrossEntropy(), epochs=2, batch_size=8, seed=0,
+                    verbose=0)
+    hb = jacnet.fit(b, Xt, yt, loss=jacnet.SoftmaxCrossEntropy(), epochs=2, batch_size=8, seed=0,
+                    verbose=0)
+    assert all(type(p) is np.ndarray for p in b.params.values())
+    _same_params(a, b)
+    np.testing.assert_allclose(hb.history["loss"], ha.history["loss"], rtol=1e-6)

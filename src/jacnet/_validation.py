@@ -139,9 +139,11 @@ def as_float_array(
     if dtype is not None and backend.is_torch(dtype):
         dtype = np.dtype(str(dtype).removeprefix("torch."))
     if backend.is_torch(value):
-        return _as_float_tensor(value, name, ndim=ndim, finite=finite,
-                                dtype=None if dtype is None else np.dtype(dtype),
-                                min_samples=min_samples, min_features=min_features, like=like)
+        T = _as_float_tensor(value, name, ndim=ndim, finite=finite,
+                             dtype=None if dtype is None else np.dtype(dtype),
+                             min_samples=min_samples, min_features=min_features, like=like)
+        # A tensor given to a NumPy model (like= a NumPy array) is computed on in NumPy.
+        return T if like is None or backend.is_torch(like) else backend.to_numpy(T)
     A = _as_float_ndarray(value, name, ndim=ndim, dtype=dtype, finite=finite,
                           min_samples=min_samples, min_features=min_features)
     if like is not None and backend.is_torch(like):
