@@ -116,3 +116,36 @@ def test_a_numpy_model_given_tensors_computes_in_numpy() -> None:
     assert all(type(p) is np.ndarray for p in b.params.values())
     _same_params(a, b)
     np.testing.assert_allclose(hb.history["loss"], ha.history["loss"], rtol=1e-6)
+
+
+def _message(call: object) -> str:
+    with pytest.raises(jacnet.JacnetError) as info:
+        call()  # type: ignore[operator]
+    return str(info.value)
+
+
+def test_errors_on_tensors_read_as_on_arrays() -> None:
+    """A tensor's shape is said as a tuple, and a cast is suggested in torch's words."""
+    model = jacnet.build_mlp(5, [8], 3, rng=0, dtype=np.float64).to("torch")
+    wide = torch.zeros((4, 6), dtype=torch.float64)
+    messages = [
+        _message(lambda: model.forward(wide)),
+        _message(lambda: model.predict(wide)),
+        _message(lambda: (model.forward(torch.zeros((4, 5), dtype=torch.float64)),
+                          model.backward(torch.zeros((4, 2), dtype=torch.float64)))),
+        _message(lambda: jacnet.MeanSquaredError().forward(torch.zeros((4, 3)), torch.zeros((4, 2)))),
+        _message(lambda: jacnet.BatchNorm(3).to("torch").forward(torch.zeros((4, 2)))),
+        _message(lambda: jacnet.Conv1D(2, 3, 3).to("torch").forward(torch.zeros((4, 1, 8)))),
+    ]
+    for text in messages:
+        assert "torch.Size" not in text, text
+    assert "got (4, 6)" in messages[0]
+    cast = _message(lambda: jacnet.Conv1D(1, 2, 3).to("torch").forward(
+        torch.zeros((2, 1, 8), dtype=torch.float64)))
+    assert ".to(torch.float32)" in cast and ".astype" not in cast
+
+
+def test_a_value_that_overflows_float32_is_named_on_torch_too() -> None:
+    model = jacnet.build_mlp(5, [8], 3, rng=0).to("torch")  # float32
+    text = _message(lambda: model.predict(torch.full((2, 5), 1e300, dtype=torch.float64)))
+    assert "fit in float32" in text and "1e+300" in text

@@ -52,9 +52,10 @@ def checked_input(layer: Layer, X: Any, dtype: np.dtype[Any]) -> FloatArray:
     A = layer._input(X)
     if (dtype == np.float32 and (isinstance(X, np.ndarray) or backend.is_torch(X))
             and backend.numpy_dtype(X) == np.float64):
+        cast = ".to(torch.float32)" if backend.is_torch(X) else ".astype(np.float32)"
         raise JacnetTypeError(
             f"{type(layer).__name__}.forward X expects float32 values (the layer's dtype; cast "
-            f"X with .astype(np.float32) or build the layer with dtype=np.float64), got float64")
+            f"X with {cast} or build the layer with dtype=np.float64), got float64")
     return backend.astype(A, dtype)
 
 

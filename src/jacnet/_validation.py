@@ -183,8 +183,17 @@ def _as_float_tensor(T: Any, name: str, *, ndim: int | tuple[int, ...] | None,
     A = T if target is None and device is None else T.to(
         device=device, dtype=None if target is None else backend.torch_dtype(target))
     if finite and not backend.all_finite(A):
+        if A is not T and kind == "f" and backend.all_finite(T):  # finite before the cast
+            raise NonFiniteError(_overflow_message(name, backend.numpy_dtype(A), T.abs().max()))
         raise NonFiniteError(f"{name} expects finite values, got NaN or infinity")
     return A
+
+
+def _overflow_message(name: str, dtype: np.dtype[Any], largest: Any) -> str:
+    """What to say when finite values overflowed to infinity in the cast to ``dtype``."""
+    limit = float(np.finfo(dtype).max)
+    return (f"{name} expects finite values that fit in {dtype} (|x| <= {limit:.3g}), got "
+            f"values up to {float(largest):.3g}, which overflow to infinity")
 
 
 def _as_float_ndarray(value: Any, name: str, *, ndim: int | tuple[int, ...] | None,
@@ -215,10 +224,7 @@ def _as_float_ndarray(value: Any, name: str, *, ndim: int | tuple[int, ...] | No
             A = A.astype(target)
     if finite and not all_finite(A):
         if A is not original and original.dtype.kind == "f" and all_finite(original):
-            limit = float(np.finfo(A.dtype).max)
-            raise NonFiniteError(
-                f"{name} expects finite values that fit in {A.dtype} (|x| <= {limit:.3g}), got "
-                f"values up to {float(np.max(np.abs(original))):.3g}, which overflow to infinity")
+            raise NonFiniteError(_overflow_message(name, A.dtype, np.max(np.abs(original))))
         raise NonFiniteError(f"{name} expects finite values, got NaN or infinity")
     return A
 
@@ -226,7 +232,7 @@ def _as_float_ndarray(value: Any, name: str, *, ndim: int | tuple[int, ...] | No
 def check_same_shape(A: NDArray[Any], name: str, expected: tuple[int, ...]) -> None:
     """Raise :class:`ShapeError` unless ``A.shape == expected``."""
     if A.shape != expected:
-        raise ShapeError(f"{name} expects shape {expected}, got {A.shape}")
+        raise ShapeError(f"{name} expects shape {expected}, got {tuple(A.shape)}")
 
 
 def check_sample_weight(value: Any, n: int, where: str) -> FloatArray:

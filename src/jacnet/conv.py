@@ -179,7 +179,7 @@ class _Conv(ShapeKept):
         if A.shape[1] != self.in_channels:
             axes = ", ".join(("L",) if self.spatial_ndim == 1 else ("H", "W"))
             raise ShapeError(f"{name}({self.in_channels}, {self.out_channels}).forward X expects "
-                             f"shape (N, {self.in_channels}, {axes}), got {A.shape}")
+                             f"shape (N, {self.in_channels}, {axes}), got {tuple(A.shape)}")
         out = output_sizes(f"{name}.forward X", A.shape[2:], self.kernel_size, self.stride,
                            self.padding)
         return A, out

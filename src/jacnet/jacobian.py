@@ -575,7 +575,7 @@ def check_gradients(
             upstream = as_float_array(dY, f"{where} dY", ndim=None, dtype=Y.dtype)
             if upstream.shape != Y.shape:
                 raise ShapeError(f"{where} dY expects the output's shape {Y.shape}, "
-                                 f"got {upstream.shape}")
+                                 f"got {tuple(upstream.shape)}")
         dX = m.backward(upstream)
         closed = {"X": np.array(dX)}
         for k, p in m.params.items():

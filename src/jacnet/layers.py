@@ -488,7 +488,7 @@ class Affine(_Builtin):
         if A.shape[1] != self.in_features:
             raise ShapeError(
                 f"Affine({self.in_features}, {self.out_features}).forward X expects "
-                f"shape (N, {self.in_features}), got {A.shape}"
+                f"shape (N, {self.in_features}), got {tuple(A.shape)}"
             )
         return A
 

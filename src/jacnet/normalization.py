@@ -213,10 +213,10 @@ class BatchNorm(ShapeKept):
         A = checked_input(self, X, self.dtype)
         if A.shape[1] != self.num_features:
             raise ShapeError(f"BatchNorm({self.num_features}).forward X expects "
-                             f"{self.num_features} features on axis 1, got shape {A.shape}")
+                             f"{self.num_features} features on axis 1, got shape {tuple(A.shape)}")
         if self.training and math.prod(A.shape) // A.shape[1] < 2:
             raise ShapeError("BatchNorm.forward X expects more than one value per feature in "
-                             f"training (batch statistics), got shape {A.shape}")
+                             f"training (batch statistics), got shape {tuple(A.shape)}")
         return A
 
     def _feature(self, v: FloatArray, ndim: int) -> FloatArray:
@@ -409,7 +409,7 @@ class LayerNorm(ShapeKept):
         if A.ndim <= D or A.shape[A.ndim - D:] != self.normalized_shape:
             raise ShapeError(f"LayerNorm({self._shape_config()}).forward X expects shape "
                              f"(N, ..., {', '.join(map(str, self.normalized_shape))}), "
-                             f"got {A.shape}")
+                             f"got {tuple(A.shape)}")
         return A, tuple(range(A.ndim - D, A.ndim))
 
     def forward(self, X: Any) -> FloatArray:

@@ -93,7 +93,7 @@ class Optimizer:
                                       f"and a real grads[{name!r}], got dtypes {p.dtype} and {g.dtype}")
             if p.shape != g.shape:
                 raise ShapeError(f"{type(self).__name__}.step grads[{name!r}] expects shape "
-                                 f"{p.shape}, got {g.shape}")
+                                 f"{tuple(p.shape)}, got {tuple(g.shape)}")
             # State belongs to the arrays it was built on: another model's parameters (or a
             # parameter a layer replaced) would silently inherit moments and step counts.
             slots = self._state.get(name)
@@ -105,8 +105,8 @@ class Optimizer:
             for slot, arr in (slots or {}).items():
                 if arr.shape != p.shape or backend.numpy_dtype(arr) != backend.numpy_dtype(p):
                     raise ShapeError(
-                        f"{type(self).__name__}.step params[{name!r}] expects shape {arr.shape} "
-                        f"and dtype {arr.dtype} (its {slot} state), got {p.shape} {p.dtype}; use "
+                        f"{type(self).__name__}.step params[{name!r}] expects shape {tuple(arr.shape)} "
+                        f"and dtype {arr.dtype} (its {slot} state), got {tuple(p.shape)} {p.dtype}; use "
                         f"a new {type(self).__name__} for each model")
             bound = self._bound.get(name)
             if bound is not None and bound is not p and name in self._state:

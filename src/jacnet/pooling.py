@@ -463,7 +463,7 @@ class Unflatten(_Reshape):
         A = super()._checked(X)
         if A.shape[1] != self.in_features:
             raise ShapeError(f"Unflatten({self.shape}).forward X expects shape "
-                             f"(N, {self.in_features}), got {A.shape}")
+                             f"(N, {self.in_features}), got {tuple(A.shape)}")
         return A
 
     def _sample_shape(self, A: FloatArray) -> tuple[int, ...]:

@@ -174,7 +174,7 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str
     n_in = model.in_features
     if n_in is not None and X.shape[1] != n_in:
         raise ShapeError(f"{name} X expects {n_in} features (the model's input width), "
-                         f"got shape {X.shape}")
+                         f"got shape {tuple(X.shape)}")
     if y is None:
         raise JacnetValueError(f"{name} y expects targets, got None")
     y = as_ndarray(y, f"{name} y", "an array of targets")
