@@ -149,3 +149,12 @@ def test_a_value_that_overflows_float32_is_named_on_torch_too() -> None:
     model = jacnet.build_mlp(5, [8], 3, rng=0).to("torch")  # float32
     text = _message(lambda: model.predict(torch.full((2, 5), 1e300, dtype=torch.float64)))
     assert "fit in float32" in text and "1e+300" in text
+
+
+def test_astype_takes_a_torch_dtype() -> None:
+    layer = jacnet.Affine(2, 3, rng=0).to("torch")
+    layer.astype(torch.float64)
+    assert layer.params["W"].dtype == torch.float64
+    assert layer.dtype == np.float64  # the layer's own record follows
+    Y = layer.forward(torch.ones((4, 2), dtype=torch.float32))
+    assert Y.dtype == torch.float64

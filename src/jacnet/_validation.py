@@ -137,7 +137,7 @@ def as_float_array(
         tensor and anything else becomes a NumPy array.
     """
     if dtype is not None and backend.is_torch(dtype):
-        dtype = np.dtype(str(dtype).removeprefix("torch."))
+        dtype = backend.numpy_dtype_of(dtype)
     if backend.is_torch(value):
         T = _as_float_tensor(value, name, ndim=ndim, finite=finite,
                              dtype=None if dtype is None else np.dtype(dtype),

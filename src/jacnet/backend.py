@@ -136,6 +136,14 @@ def numpy_dtype(A: Any) -> np.dtype[Any]:
     return np.dtype(A.dtype)
 
 
+def numpy_dtype_of(dtype: Any) -> np.dtype[Any]:
+    """The NumPy dtype ``dtype`` names: a NumPy dtype or name, or a torch dtype
+    (``torch.float32`` is ``float32``)."""
+    if is_torch(dtype):
+        return np.dtype(str(dtype).removeprefix("torch."))
+    return np.dtype(dtype)
+
+
 def to_numpy(A: Any) -> Any:
     """A NumPy array with ``A``'s values (a tensor is copied off its device, detached); a NumPy
     array or anything else is returned as it is."""

@@ -214,9 +214,10 @@ class Layer:
         """Cast the parameters (and gradients) to ``dtype`` in place; returns the layer.
 
         ``check_gradients`` uses it on a copy to compare in float64. A layer with other
-        dtype-bound state overrides it (and calls ``super().astype``).
+        dtype-bound state overrides it (and calls ``super().astype``). A torch dtype
+        (``torch.float32``) is taken as its NumPy twin.
         """
-        dtype = np.dtype(dtype)
+        dtype = backend.numpy_dtype_of(dtype)
         for name, p in list(self.params.items()):
             self.params[name] = backend.astype(p, dtype)
         for name, g in list(self.grads.items()):
