@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -158,3 +160,18 @@ def test_astype_takes_a_torch_dtype() -> None:
     assert layer.dtype == np.float64  # the layer's own record follows
     Y = layer.forward(torch.ones((4, 2), dtype=torch.float32))
     assert Y.dtype == torch.float64
+
+
+def test_a_missing_torch_is_named_and_leaves_the_model_as_it_was(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    model = jacnet.build_mlp(5, [8], 3, rng=0, dtype=np.float64)
+    X, y = _data()
+    before = model.predict(X)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    for call in (lambda: model.to("torch"), lambda: jacnet.Affine(2, 3).to("torch"),
+                 lambda: jacnet.load("unused.jacnet", backend="torch")):
+        with pytest.raises(ImportError, match=r"got torch missing; run: pip install 'jacnet\[torch\]'"):
+            call()
+    assert all(type(p) is np.ndarray for p in model.params.values())
+    np.testing.assert_array_equal(model.predict(X), before)
+    jacnet.fit(model, X, y, loss=jacnet.SoftmaxCrossEntropy(), epochs=1, verbose=0)

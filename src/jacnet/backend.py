@@ -51,7 +51,7 @@ def _torch() -> ModuleType:
         import torch
     except ImportError as exc:
         raise ImportError(
-            "the torch backend expects PyTorch and array-api-compat, got neither installed; "
+            "the torch backend expects PyTorch (and array-api-compat), got torch missing; "
             "run: pip install 'jacnet[torch]'") from exc
     return torch
 
