@@ -175,3 +175,22 @@ def test_a_missing_torch_is_named_and_leaves_the_model_as_it_was(
     assert all(type(p) is np.ndarray for p in model.params.values())
     np.testing.assert_array_equal(model.predict(X), before)
     jacnet.fit(model, X, y, loss=jacnet.SoftmaxCrossEntropy(), epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "softmax", "maxpool1d", "flatten", "dropout"])
+def test_a_bfloat16_tensor_is_taken_as_float32(name: str) -> None:
+    """bfloat16 has no NumPy twin: it is read as float32 (exactly), as everywhere else."""
+    from jacnet.registry import LAYERS
+
+    layer, X = LAYERS[name].example(np.random.default_rng(0), np.float32)
+    X = backend.to_numpy(torch.from_numpy(X).to(torch.bfloat16).float())  # representable
+    layer.fix_randomness()
+    expected = layer.forward(X)
+    got = layer.forward(torch.from_numpy(X).to(torch.bfloat16))
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(backend.to_numpy(got), expected, rtol=1e-6)
+    dY = torch.ones(tuple(got.shape), dtype=torch.bfloat16)
+    np.testing.assert_allclose(backend.to_numpy(layer.backward(dY)),
+                               layer.backward(np.ones(expected.shape, np.float32)), rtol=1e-6)
+    np.testing.assert_array_equal(layer.jacobian(torch.from_numpy(X).to(torch.bfloat16)),
+                                  layer.jacobian(X))

@@ -169,7 +169,9 @@ def _as_float_tensor(T: Any, name: str, *, ndim: int | tuple[int, ...] | None,
                      min_features: int, like: Any) -> Any:
     """:func:`as_float_array` for a PyTorch tensor: the same checks, on its device; the
     result is a tensor (on ``like``'s device when given)."""
-    kind = backend.numpy_dtype(T).kind if str(T.dtype) != "torch.bfloat16" else "f"
+    if str(T.dtype) == "torch.bfloat16":  # no NumPy twin; float32 holds each value exactly
+        T = T.float()
+    kind = backend.numpy_dtype(T).kind
     if kind == "b":
         raise JacnetTypeError(f"{name} expects a numeric tensor, got a boolean tensor; cast it "
                               "with .float()")
