@@ -194,3 +194,15 @@ def test_a_bfloat16_tensor_is_taken_as_float32(name: str) -> None:
                                layer.backward(np.ones(expected.shape, np.float32)), rtol=1e-6)
     np.testing.assert_array_equal(layer.jacobian(torch.from_numpy(X).to(torch.bfloat16)),
                                   layer.jacobian(X))
+
+
+def test_a_model_with_one_layer_moved_alone_is_refused_by_name() -> None:
+    X, y = _data()
+    model = jacnet.build_mlp(5, [8], 3, rng=0, dtype=np.float64)
+    model.layers[2].to("torch")  # not model.to(...)
+    for call in (lambda: model.predict(X),
+                 lambda: jacnet.evaluate(model, X, y, loss=jacnet.SoftmaxCrossEntropy()),
+                 lambda: jacnet.fit(model, X, y, loss=jacnet.SoftmaxCrossEntropy(), epochs=1,
+                                    verbose=0)):
+        text = _message(call)
+        assert "one backend" in text and "2.W on torch" in text and "model.to(" in text, text

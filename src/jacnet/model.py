@@ -258,9 +258,22 @@ class Sequential:
             return backend.device_of(p)
         return "cpu"
 
-    def _reference(self) -> Any:
-        """An array on the network's backend and device (its first parameter), or None."""
-        return next(iter(self.params.values()), None)
+    def _reference(self, where: str = "Sequential") -> Any:
+        """An array on the network's backend and device (its first parameter), or None; a
+        network with a layer moved alone (``layer.to``, not ``model.to``) is refused."""
+        params = self.params
+        first = next(iter(params.items()), None)
+        if first is None:
+            return None
+        place = (backend.backend_of(first[1]), backend.device_of(first[1]))
+        for name, p in params.items():
+            if (backend.backend_of(p), backend.device_of(p)) != place:
+                raise JacnetValueError(
+                    f"{where} model expects every parameter on one backend and device, got "
+                    f"{first[0]} on {place[0]} ({place[1]}) and {name} on "
+                    f"{backend.backend_of(p)} ({backend.device_of(p)}); move the whole network "
+                    f"with model.to(backend, device=...)")
+        return first[1]
 
     # Parameters ------------------------------------------------------------------------------
 
@@ -317,7 +330,7 @@ class Sequential:
         """
         batch_size = check_positive_int(batch_size, "Sequential.predict batch_size")
         X = as_float_array(X, "Sequential.predict X", ndim=(1, 2, 3, 4, 5), dtype=self.dtype,
-                           min_features=1, like=self._reference())
+                           min_features=1, like=self._reference("Sequential.predict"))
         try:  # overflow inside is reported below, not as NumPy RuntimeWarnings
             with self.inference() as layers, np.errstate(over="ignore", invalid="ignore"):
                 if X.shape[0] <= batch_size:

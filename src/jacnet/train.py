@@ -170,7 +170,7 @@ def _check_data(model: Sequential, X: Any, y: Any, loss: Loss, name: str
         raise JacnetTypeError(f"{name} model expects a jacnet Sequential, got {describe(model)}")
     # The ranks the first layer declares: (N, in) for an MLP, (N, C, L) for a Conv1D...
     X = as_float_array(X, f"{name} X", ndim=model.layers[0].input_ndim, dtype=model.dtype,
-                       like=model._reference())  # moved to the model's device once
+                       like=model._reference(name))  # moved to the model's device once
     n_in = model.in_features
     if n_in is not None and X.shape[1] != n_in:
         raise ShapeError(f"{name} X expects {n_in} features (the model's input width), "
