@@ -23,6 +23,7 @@ from jacnet import (
     LeakyReLU,
     NonFiniteError,
     ReLU,
+    Sequential,
     ShapeError,
     Sigmoid,
     Softmax,
@@ -540,3 +541,23 @@ def test_failed_forward_keeps_the_previous_cache(rng: np.random.Generator) -> No
         layer.forward(np.full((4, 3), np.nan))
     np.testing.assert_array_equal(layer.backward(dZ), expected)
     np.testing.assert_array_equal(layer.grads["W"], X.T @ dZ)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_on_large_inputs_matches_its_formula(dtype: Any) -> None:
+    """From 2**18 entries ReLU keeps a bool mask and takes np.maximum; alone and inside a
+    network (which hands it its own arrays to write into) it still gives max(x, 0) and
+    dY ⊙ [x > 0], and leaves the caller's X as it was."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((2, 4, 128, 260)).astype(dtype)
+    X[0, 0, 0, :4] = 0.0  # the subgradient at 0 is 0
+    dY = rng.standard_normal(X.shape).astype(dtype)
+    before = X.copy()
+    layer = ReLU()
+    np.testing.assert_array_equal(layer.forward(X), np.where(X > 0, X, 0))
+    np.testing.assert_array_equal(layer.backward(dY), np.where(X > 0, dY, 0))
+    np.testing.assert_array_equal(X, before)
+    net = Sequential([ReLU(), ReLU()])
+    np.testing.assert_array_equal(net.forward(X), np.where(X > 0, X, 0))
+    np.testing.assert_array_equal(net.backward(dY), np.where(X > 0, dY, 0))
+    np.testing.assert_array_equal(X, before)

@@ -167,7 +167,11 @@ test_bad_input = named_error_test(CASES)
 
 
 @pytest.mark.parametrize(("cls", "shape", "kernel"), [
-    (MaxPool2D, (3, 4, 7, 9), 2), (MaxPool1D, (3, 4, 11), 3), (MaxPool2D, (2, 3, 6, 6), (2, 3))])
+    (MaxPool2D, (3, 4, 7, 9), 2), (MaxPool1D, (3, 4, 11), 3), (MaxPool2D, (2, 3, 6, 6), (2, 3)),
+    # rows of at least 8 windows: NumPy's axis-by-axis path (covered or not, k = 1, 2, 3, 4)
+    (MaxPool2D, (3, 2, 7, 17), 2), (MaxPool1D, (3, 4, 27), 3), (MaxPool1D, (3, 4, 16), 2),
+    (MaxPool2D, (2, 3, 7, 16), (3, 1)), (MaxPool2D, (2, 3, 4, 17), (1, 2)),
+    (MaxPool2D, (2, 2, 9, 33), (3, 4))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tiling_max_pool_fast_path_is_bitwise_the_general_one(cls: Any, shape: tuple[int, ...],
                                                                kernel: Any, dtype: Any) -> None:

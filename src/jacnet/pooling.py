@@ -58,6 +58,70 @@ def _selection_jacobian(weights: FloatArray, index: np.ndarray[Any, Any], in_sha
     return J.reshape((N, C, *out, *in_shape))
 
 
+def _along(axis: int, j: int, k: int, n: int) -> tuple[Any, ...]:
+    """Slot ``j`` of ``n`` tiling windows of length ``k`` along ``axis``: ``j, j + k, ...``."""
+    return ix(*(slice(None),) * axis, slice(j, j + k * n, k))
+
+
+def _axis_max(A: FloatArray, kernel: Ints, out: Ints) -> tuple[FloatArray, list[Any]]:
+    """Tiling max pooling of a NumPy ``A (N, C, *S)`` one spatial axis at a time, the last
+    first: ``Y (N, C, *out)`` and, per axis, the winning slot of each reduced window (``None``
+    where ``k = 1``; for ``k = 2`` the 0/-1 int8 mask of slot 1, else the slot index).
+
+    Reducing the last axis first with strict comparisons makes the first maximum in row-major
+    order win, as argmax over the whole window: 1.3x faster than the running maximum over
+    ``K`` strided slices with its argmax at ``(128, 16, 26, 26)``, float32, ``k = 2``.
+    """
+    # only the inputs some window covers
+    Y = A[ix(..., *(slice(0, o * k) for o, k in zip(out, kernel, strict=True)))]
+    winners: list[Any] = [None] * len(kernel)
+    for axis in reversed(range(len(kernel))):
+        k, n = kernel[axis], out[axis]
+        parts = [Y[_along(2 + axis, j, k, n)] for j in range(k)]
+        if k == 1:
+            Y = parts[0]
+        elif k == 2:
+            winners[axis] = np.negative(np.greater(parts[1], parts[0]).view(np.int8))
+            Y = np.maximum(parts[0], parts[1])
+        else:
+            arg, Y = np.zeros(parts[0].shape, dtype=np.int8 if k <= 127 else np.int64), parts[0]
+            for j, part in enumerate(parts[1:], start=1):
+                larger = np.maximum(Y, part)
+                arg += (larger > Y) * (j - arg)  # in arithmetic: np.where is 10x slower
+                Y = larger
+            winners[axis] = arg
+    return Y, winners
+
+
+def _axis_max_backward(dY: FloatArray, winners: list[Any], kernel: Ints, in_shape: Ints
+                       ) -> FloatArray:
+    """``dX`` of :func:`_axis_max`: ``dY`` sent back through the axes in reverse, each value
+    to its window's winning slot. Moved as bits (``and`` with the slot's 0/-1 mask): the
+    other slots get +0.0 exactly, and the winner ``dY + 0.0``, as the general path's sums."""
+    bits = np.dtype(f"i{dY.dtype.itemsize}")
+    d = (dY + 0.0).view(bits)  # -0.0 to 0.0, as 0.0 + dY in the general path
+    out = dY.shape[2:]
+    covered = all(o * k == s for o, k, s in zip(out, kernel, in_shape[2:], strict=True))
+    dX = (np.empty if covered else np.zeros)(in_shape, dtype=dY.dtype)
+    block = dX.view(bits)[ix(..., *(slice(0, o * k) for o, k in zip(out, kernel, strict=True)))]
+    shape = list(d.shape)
+    for axis, (k, n) in enumerate(zip(kernel, out, strict=True)):
+        if k == 1:
+            continue
+        shape[2 + axis] = n * k
+        last = all(kk == 1 for kk in kernel[axis + 1:])
+        e = block if last else np.empty(shape, dtype=bits)
+        if k == 2:
+            second = np.bitwise_and(d, winners[axis], out=e[_along(2 + axis, 1, 2, n)])
+            np.bitwise_xor(d, second, out=e[_along(2 + axis, 0, 2, n)])
+        else:
+            for j in range(k):
+                mask = np.negative((winners[axis] == j).view(np.int8))
+                np.bitwise_and(d, mask, out=e[_along(2 + axis, j, k, n)])
+        d = e
+    return dX
+
+
 class _Pool(ShapeKept):
     """Pooling over ``d`` spatial axes with a window, a stride and padding."""
 
@@ -151,6 +215,12 @@ class _MaxPool(_Pool):
         """``y[n, c, t] = max_κ x_pad[n, c, t·stride + κ]`` (padding is ``-inf``)."""
         A, out = self._checked(X)
         slots = self._slots(out)
+        # Axis by axis where rows hold at least 8 windows; on shorter rows the K slices win
+        # (measured at (128, 32, 12, 12), k = 2: 1.05x slower; at (128, 16, 26, 26) 1.2x faster).
+        if slots is not None and type(A) is np.ndarray and len(slots) > 1 and out[-1] >= 8:
+            Y, winners = _axis_max(A, self.kernel_size, out)
+            self._keep((Y.shape, output_kind(A), winners, A.shape))
+            return Y
         if slots is not None:  # tiling windows: a running maximum over K strided slices
             xp = backend.namespace(A)
             Y = A[slots[0]]  # rather than gathering every window into a copy
@@ -175,6 +245,8 @@ class _MaxPool(_Pool):
         """``dX`` gets ``dY[n, c, t]`` at the input that won window ``t``, summed over windows."""
         dY = self._upstream_for(dY)
         arg, in_shape = self._saved[2:]
+        if isinstance(arg, list):  # the NumPy tiling path's winners, axis by axis
+            return _axis_max_backward(dY, arg, self.kernel_size, in_shape)
         slots = self._slots(arg.shape[2:])
         if slots is not None:  # tiling windows: every input is in at most one window
             covered = all(o * k == s for o, k, s in zip(arg.shape[2:], self.kernel_size,
