@@ -31,8 +31,8 @@ import numpy as np
 from bench._common import child_env, pinned_threads
 
 N_SAMPLES, SIDE, N_CLASSES, LR = 10_000, 28, 10, 0.05
-LABELS = {"jacnet": "jacnet step loop (NumPy)", "jacnet-torch": "jacnet step loop (torch backend)",
-          "torch": "PyTorch eager"}
+LABELS = {"jacnet": "jacnet step loop (NumPy)", "jacnet-fit": "jacnet `fit` (NumPy)",
+          "jacnet-torch": "jacnet step loop (torch backend)", "torch": "PyTorch eager"}
 
 
 def _data(seed: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -85,6 +85,23 @@ def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False) -> l
     return seconds
 
 
+def _run_jacnet_fit(batch: int, epochs: int, seed: int) -> list[float]:
+    """``fit(epochs=1)`` per epoch, each with its own shuffling seed (what ``jacnet train``
+    runs; it also computes each step's loss and accuracy, which the loops do not)."""
+    import jacnet
+
+    X, y = _data(seed)
+    model = _jacnet_model(seed)
+    loss, opt = jacnet.SoftmaxCrossEntropy(), jacnet.SGD(lr=LR)
+    seconds = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        jacnet.fit(model, X, y, loss=loss, optimizer=opt, epochs=1, batch_size=batch,
+                   seed=seed + epoch, verbose=0)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def _run_torch(batch: int, epochs: int, seed: int, threads: int) -> list[float]:
     import torch
     from torch import nn
@@ -121,6 +138,8 @@ def _worker(system: str, batch: int, threads: int, seed: int) -> None:
     with pinned_threads(threads):
         if system == "torch":
             runs = _run_torch(batch, 2, seed, threads)
+        elif system == "jacnet-fit":
+            runs = _run_jacnet_fit(batch, 2, seed)
         else:
             if system == "jacnet-torch":
                 import torch
@@ -153,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     times: dict[str, list[float]] = {system: [] for system in LABELS}
     loads = []
     for r in range(args.rounds):
-        for system in list(LABELS)[r % 3:] + list(LABELS)[:r % 3]:  # rotated each round
+        k = r % len(LABELS)
+        for system in list(LABELS)[k:] + list(LABELS)[:k]:  # rotated each round
             loads.append(os.getloadavg()[0])
             times[system].append(measure(system, args.batch, args.threads, args.seed))
         print(f"round {r + 1}: " + ", ".join(f"{s} {times[s][-1]:.3f} s" for s in LABELS)
@@ -163,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for system, label in LABELS.items():
         t = times[system]
         print(f"  {label}: {statistics.median(t):.3f} s/epoch (spread {min(t):.3f}-{max(t):.3f})")
-    for system in ("jacnet", "jacnet-torch"):
+    for system in ("jacnet", "jacnet-fit", "jacnet-torch"):
         ratios = [a / b for a, b in zip(times[system], times["torch"], strict=True)]
         print(f"  {LABELS[system]} / PyTorch eager: {statistics.median(ratios):.2f} (median of "
               f"per-round ratios; spread {min(ratios):.2f}-{max(ratios):.2f})")
