@@ -313,3 +313,12 @@ def test_tensor_finiteness_check_is_exact() -> None:
     small = torch.ones((4, 3))
     small[0, 0] = float("-inf")
     assert not all_finite(small) and all_finite(torch.ones((4, 3)))
+
+
+def test_only_tensors_count_as_torch_arrays_and_torch_dtypes_name_numpys() -> None:
+    assert is_torch(torch.ones(2)) and is_torch(torch.nn.Parameter(torch.ones(2)))
+    assert not is_torch(torch.Size([2, 3])) and not is_torch(torch.float32)
+    assert not is_torch(np.ones(2))
+    assert jacnet.Affine(2, 3, rng=0, dtype=torch.float64).dtype == np.float64
+    with pytest.raises(JacnetTypeError, match="float32 or float64, got int32"):
+        jacnet.Affine(2, 3, dtype=torch.int32)

@@ -136,7 +136,7 @@ def as_float_array(
         a NumPy input to a torch model becomes a tensor there. Without it a tensor stays a
         tensor and anything else becomes a NumPy array.
     """
-    if dtype is not None and backend.is_torch(dtype):
+    if dtype is not None and backend.is_torch_dtype(dtype):
         dtype = backend.numpy_dtype_of(dtype)
     if backend.is_torch(value):
         T = _as_float_tensor(value, name, ndim=ndim, finite=finite,

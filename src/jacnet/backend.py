@@ -35,12 +35,20 @@ _TORCH_TYPES: dict[type, bool] = {}
 
 
 def is_torch(A: Any) -> bool:
-    """True for a PyTorch tensor (checked without importing torch; cached per type)."""
+    """True for a PyTorch tensor (never imports torch: without it no tensor exists; cached
+    per type)."""
     kind = type(A)
     found = _TORCH_TYPES.get(kind)
     if found is None:
-        found = _TORCH_TYPES[kind] = kind.__module__.startswith("torch")
+        torch = sys.modules.get("torch")
+        found = _TORCH_TYPES[kind] = torch is not None and issubclass(kind, torch.Tensor)
     return found
+
+
+def is_torch_dtype(dtype: Any) -> bool:
+    """True for a torch dtype such as ``torch.float32``."""
+    kind = type(dtype)
+    return kind.__module__ == "torch" and kind.__name__ == "dtype"
 
 
 def _torch() -> ModuleType:
@@ -139,7 +147,7 @@ def numpy_dtype(A: Any) -> np.dtype[Any]:
 def numpy_dtype_of(dtype: Any) -> np.dtype[Any]:
     """The NumPy dtype ``dtype`` names: a NumPy dtype or name, or a torch dtype
     (``torch.float32`` is ``float32``)."""
-    if is_torch(dtype):
+    if is_torch_dtype(dtype):
         return np.dtype(str(dtype).removeprefix("torch."))
     return np.dtype(dtype)
 

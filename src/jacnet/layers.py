@@ -363,9 +363,10 @@ class _Builtin(Layer):
 
 
 def _float_dtype(dtype: Any, name: str) -> np.dtype[Any]:
-    """float32 or float64: the dtypes jacnet computes, saves and checks in."""
+    """float32 or float64: the dtypes jacnet computes, saves and checks in (a torch dtype
+    names its NumPy twin)."""
     try:
-        resolved = np.dtype(dtype)
+        resolved = backend.numpy_dtype_of(dtype)
     except TypeError as exc:
         raise JacnetTypeError(f"{name} expects float32 or float64, got {dtype!r}") from exc
     if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
