@@ -132,9 +132,23 @@ def matmul_replay(cfg: Config, batch: int, dtype: Any) -> float:
 
 
 def infer(cfg: Config, how: str) -> dict[str, Any]:
-    """Forward pass over ``infer_batch`` rows: ``model.predict`` (one batch) or ``model.forward``."""
+    """Forward pass over ``infer_batch`` rows: ``model.predict`` (one batch) or ``model.forward``;
+    ``torch-predict``: ``model.predict`` on the torch backend, on ``cfg.device``, the rows
+    already there (as PyTorch's are), the clock waiting for the device."""
     X, _ = make_data(dataclasses.replace(cfg, n_samples=cfg.infer_batch))
     model = _model(cfg, np.float32)
+    if how == "torch-predict":
+        import torch
+
+        model.to("torch", cfg.device)
+        X_here = torch.from_numpy(X).to(cfg.device)
+        sync = torch.cuda.synchronize if X_here.device.type == "cuda" else (lambda: None)
+
+        def run() -> None:
+            model.predict(X_here, batch_size=X_here.shape[0])
+            sync()
+
+        return {"seconds": repeat_timing(run, cfg.infer_repeats)}
     if how == "predict":
         seconds = repeat_timing(lambda: model.predict(X, batch_size=X.shape[0]), cfg.infer_repeats)
     else:

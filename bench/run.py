@@ -55,6 +55,7 @@ LABELS = {
     "sklearn-f64": "scikit-learn float64",
     "jacnet-predict": "jacnet `model.predict`",
     "jacnet-forward": "jacnet `model.forward`",
+    "jacnet-torch-predict": "jacnet `model.predict`, torch backend",
 }
 #: Which package each system needs besides NumPy.
 NEEDS = {"torch": "torch", "torch-closed": "torch", "jacnet-torch": "torch", "thinc": "thinc",
@@ -146,6 +147,8 @@ def plan(res: Results) -> list[list[Job]]:
     infer = []
     if "jacnet" in res.systems or "jacnet-fit" in res.systems:
         infer += ["jacnet-predict", "jacnet-forward"]
+    if "jacnet-torch" in res.systems:
+        infer.append("jacnet-torch-predict")
     if "torch" in res.systems:
         infer.append("torch")
     rounds = []
@@ -374,7 +377,7 @@ def infer_table(res: Results) -> list[str]:
             "| samples/s | × jacnet `predict` | GFLOP/s |",
             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     base = res.per_round(Job("infer", "jacnet-predict"))
-    for system in ("jacnet-predict", "jacnet-forward", "torch"):
+    for system in ("jacnet-predict", "jacnet-forward", "jacnet-torch-predict", "torch"):
         t = timing(res, Job("infer", system), base, scale=1e3)  # shown in ms
         if t is None:
             continue

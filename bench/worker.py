@@ -52,7 +52,7 @@ def _load(task: str, system: str | None, batch: int | None, cfg: Config) -> Call
             from bench import _torch
 
             return lambda: _torch.infer(cfg)
-        if system in ("jacnet-predict", "jacnet-forward"):
+        if system in ("jacnet-predict", "jacnet-forward", "jacnet-torch-predict"):
             from bench import _jacnet
 
             return lambda: _jacnet.infer(cfg, system.removeprefix("jacnet-"))

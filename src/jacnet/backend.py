@@ -263,6 +263,13 @@ def positive_mask(X: Any) -> Any:
     return _torch().clamp(X, 0.0, 1.0).ceil_()
 
 
+def positive_part(X: Any, in_place: bool = False) -> Any:
+    """``max(x, 0)`` entry by entry, written into ``X`` when ``in_place``."""
+    if type(X) is np.ndarray:
+        return np.maximum(X, 0, out=X if in_place else None)
+    return X.clamp_(min=0) if in_place else X.clamp(min=0)
+
+
 def all_finite(A: Any) -> bool:
     """True when every entry of the tensor ``A`` is finite (NumPy arrays: see
     :func:`jacnet._validation.all_finite`).

@@ -623,10 +623,12 @@ class ReLU(_Elementwise):
 
     def _values(self, X: FloatArray, derivative: bool, in_place: bool = False
                 ) -> tuple[FloatArray, FloatArray | None]:
+        if not derivative:  # inference keeps no mask: y = max(x, 0) in one pass
+            return backend.positive_part(X, in_place), None
         if type(X) is np.ndarray and X.size >= _BOOL_MASK_MIN:
             # Large inputs: the mask as bools, a quarter of float32's bytes to write and read
             # back, and y = max(x, 0): fw + bw 0.86 against 1.30 ms at (128, 16, 26, 26).
-            mask: Any = X > 0 if derivative else None  # bools, not the declared floats
+            mask: Any = X > 0  # bools, not the declared floats
             self._float_dtype = X.dtype  # what backward checks dY against
             return np.maximum(X, 0, out=X if in_place else None), mask
         # y = x ⊙ [x > 0] with the 0/1 mask in X's dtype, kept for backward: on float32 the
