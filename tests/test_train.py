@@ -688,3 +688,22 @@ def test_an_overflow_hidden_by_a_saturated_tanh_still_stops_with_finite_weights(
             epochs=2, batch_size=4, verbose=0)
     for k, v in model.params.items():
         np.testing.assert_array_equal(v, initial[k])
+
+
+def test_fit_hands_a_subclass_backward_nothing_it_may_keep() -> None:
+    """A Sequential subclass's own backward receives the loss gradient as a caller's array: the
+    built-in layers below it must not write into it (fit hands over only to jacnet's code)."""
+    changed: list[bool] = []
+
+    class Watching(Sequential):
+        def backward(self, dY: Any, *, input_grad: bool = True) -> Any:
+            kept = dY.copy()
+            out = super().backward(dY, input_grad=input_grad)
+            changed.append(not np.array_equal(dY, kept))
+            return out
+
+    rng = np.random.default_rng(0)
+    model = Watching([Affine(3, 4, rng=0), Tanh()])
+    fit(model, rng.standard_normal((16, 3)), rng.standard_normal((16, 4)),
+               loss=MeanSquaredError(), epochs=1, batch_size=8, verbose=0)
+    assert changed == [False, False]

@@ -108,7 +108,7 @@ def check_backend(backend: Any, device: Any, where: str) -> tuple[str, str]:
         raise JacnetValueError(f"{where} backend expects one of {BACKENDS}, got {backend!r}{hint}")
     if device is None:
         device = "cpu"
-    if not isinstance(device, str) and not type(device).__name__ == "device":
+    if not isinstance(device, str) and type(device).__name__ != "device":
         raise JacnetTypeError(f"{where} device expects a string such as 'cpu' or 'cuda', "
                               f"got {device!r}")
     device = str(device)
@@ -133,15 +133,12 @@ def torch_dtype(dtype: Any) -> Any:
     """The torch dtype of a NumPy floating (or integer) dtype."""
     torch = _torch()
     return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
-            np.dtype(np.int64): torch.int64, np.dtype(np.intp): torch.int64,
-            np.dtype(np.bool_): torch.bool}[np.dtype(dtype)]
+            np.dtype(np.int64): torch.int64, np.dtype(np.bool_): torch.bool}[np.dtype(dtype)]
 
 
 def numpy_dtype(A: Any) -> np.dtype[Any]:
     """``A.dtype`` as a NumPy dtype (a tensor's ``torch.float32`` is ``float32``)."""
-    if is_torch(A):
-        return np.dtype(str(A.dtype).removeprefix("torch."))
-    return np.dtype(A.dtype)
+    return numpy_dtype_of(A.dtype)
 
 
 def numpy_dtype_of(dtype: Any) -> np.dtype[Any]:
@@ -245,10 +242,12 @@ def matmul_into(A: Any, B: Any, out: Any) -> Any:
 
 
 def take_rows(X: Any, rows: Any, out: Any = None) -> Any:
-    """``X[rows]`` for the tensors ``X`` and ``rows``, written into ``out`` when given."""
-    if out is None:
-        return X[rows]
-    return _torch().index_select(X, 0, rows, out=out)
+    """``X[rows]`` (``rows`` valid indices on ``X``'s backend), written into ``out`` when
+    given."""
+    if is_torch(X):
+        return X[rows] if out is None else _torch().index_select(X, 0, rows, out=out)
+    # mode="clip" lets take write straight into out (mode="raise" would buffer it again).
+    return np.take(X, rows, axis=0, out=out, mode="clip")
 
 
 def positive_mask(X: Any) -> Any:

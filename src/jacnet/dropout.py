@@ -122,5 +122,5 @@ class Dropout(ShapeKept):
         A = backend.to_numpy(self._input(X))  # built in NumPy, whatever the backend
         check_jacobian_size(A.shape, A.shape, "Dropout.jacobian")
         J = np.zeros((A.size, A.size), dtype=A.dtype)
-        J[np.arange(A.size), np.arange(A.size)] = backend.to_numpy(self._multiplier(A)).reshape(-1)
+        J[np.arange(A.size), np.arange(A.size)] = self._multiplier(A).reshape(-1)
         return J.reshape(A.shape + A.shape)

@@ -35,7 +35,6 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from jacnet import backend
-from jacnet import backend as _arrays  # where a parameter named backend hides the module
 from jacnet._validation import (
     FloatArray,
     all_finite,
@@ -107,6 +106,23 @@ def private(A: FloatArray, original: Any) -> FloatArray:
     if backend.shares_memory(A, original):  # a view of the caller's tensor (or NumPy view)
         return backend.copy(A)
     return A
+
+
+def _place(backend_name: Any, device: Any, where: str) -> tuple[str, str]:
+    """``(backend, device)`` checked (``to``'s argument is named ``backend``, hiding the
+    module there)."""
+    return backend.check_backend(backend_name, device, where)
+
+
+def _move(layer: Layer, backend_name: str, device: str) -> None:
+    """Every array ``layer`` holds onto ``backend_name`` and ``device`` (see ``Layer.to``)."""
+    layer.clear()
+    for table in (layer.params, layer.grads, getattr(layer, "buffers", {})):
+        for key, value in list(table.items()):
+            table[key] = backend.to_backend(value, backend_name, device)
+    for attr, value in list(vars(layer).items()):
+        if isinstance(value, np.ndarray) or backend.is_torch(value):
+            setattr(layer, attr, backend.to_backend(value, backend_name, device))
 
 
 _OWNERS: dict[tuple[type, str], type] = {}
@@ -237,14 +253,7 @@ class Layer:
         array attribute (a layer of your own keeps working); what forward kept is dropped.
         Values and dtypes are unchanged.
         """
-        name, where = _arrays.check_backend(backend, device, f"{type(self).__name__}.to")
-        self.clear()
-        for table in (self.params, self.grads, getattr(self, "buffers", {})):
-            for key, value in list(table.items()):
-                table[key] = _arrays.to_backend(value, name, where)
-        for attr, value in list(vars(self).items()):
-            if isinstance(value, np.ndarray) or _arrays.is_torch(value):
-                setattr(self, attr, _arrays.to_backend(value, name, where))
+        _move(self, *_place(backend, device, f"{type(self).__name__}.to"))
         return self
 
     def config(self) -> dict[str, Any]:

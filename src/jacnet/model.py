@@ -18,7 +18,6 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from jacnet import backend
-from jacnet import backend as _arrays  # where a parameter named backend hides the module
 from jacnet._validation import (
     FloatArray,
     all_finite,
@@ -40,6 +39,7 @@ from jacnet.layers import (
     Tanh,
     _handed,
     _owner,
+    _place,
     inference_mode,
     sigmoid,
     softmax,
@@ -51,7 +51,7 @@ from jacnet.metrics import is_classification
 __all__ = ["ACTIVATIONS", "Sequential", "build_mlp"]
 
 
-def _jacnet_code(layer: Layer | Loss, method: str) -> bool:
+def _jacnet_code(layer: Any, method: str) -> bool:
     """True when ``layer.<method>`` is jacnet's own code. Such a method returns a new array that
     it keeps no reference to, so the network may hand that array on as jacnet's; and only such
     a method receives a hand-over: a user's code (a residual block that adds its input back)
@@ -239,7 +239,7 @@ class Sequential:
         moving their inputs once. The parameters are new arrays: make the optimizer after
         moving (or carry its state over with ``state_dict``/``load_state_dict``).
         """
-        name, where = _arrays.check_backend(backend, device, "Sequential.to")
+        name, where = _place(backend, device, "Sequential.to")
         for layer in self.layers:
             layer.to(name, where)
         return self

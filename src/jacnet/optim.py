@@ -132,8 +132,8 @@ class Optimizer:
         slots = self._state.setdefault(name, {})
         if slot not in slots:
             slots[slot] = backend.namespace(p).zeros_like(p)
-        elif type(slots[slot]) is not type(p) or backend.device_of(slots[slot]) != backend.device_of(p):
-            slots[slot] = backend.like(slots[slot], p)  # restored state, or a model moved
+        elif type(slots[slot]) is not type(p) or slots[slot].device != p.device:
+            slots[slot] = backend.like(slots[slot], p)  # state restored from a file (NumPy)
         return slots[slot]
 
     def state_dict(self) -> dict[str, Any]:

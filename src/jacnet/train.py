@@ -207,15 +207,6 @@ def _handing(A: Any, ours: bool, method: Callable[..., Any], *args: Any, **kwarg
         _handed.reset(token)
 
 
-def _take(X: FloatArray, rows: Any, out: Any = None) -> FloatArray:
-    """``X[rows]`` (``rows`` on ``X``'s backend), written into ``out`` when given."""
-    if backend.is_torch(X):
-        return backend.take_rows(X, rows, out)
-    # The rows are valid indices, and mode="clip" lets take write straight into out
-    # (mode="raise" would buffer it again).
-    return np.take(X, rows, axis=0, out=out, mode="clip")
-
-
 def _int_seed(seed: np.random.Generator | int | None) -> int:
     """One integer seed from which every random stream of a run derives (stored in checkpoints)."""
     if seed is None:
@@ -248,7 +239,7 @@ def _batched_outputs(model: Sequential, X: FloatArray, rows: NDArray[np.intp] | 
     parts = []
     with model.inference() as layers:
         for s in range(0, n, batch_size):
-            Xb = X[s:s + batch_size] if rows is None else _take(
+            Xb = X[s:s + batch_size] if rows is None else backend.take_rows(
                 X, backend.like(rows[s:s + batch_size], X))
             parts.append(model._run(layers, Xb))
     return backend.namespace(X).concat(parts, axis=0) if len(parts) > 1 else parts[0]
@@ -531,8 +522,12 @@ def fit(
     batch_buffer = backend.namespace(X).empty((min(batch_size, n), *X.shape[1:]), dtype=X.dtype,
                                               device=X.device)
     _warn_if_unfused(model, loss)
-    own_output = _jacnet_code(model.layers[-1], "forward")
-    own_gradient = all(_jacnet_code(loss, m) for m in ("backward", "_gradient"))
+    # Hand-overs go to jacnet's own code only: a Sequential subclass's forward or backward (or
+    # a user's last layer or loss) may keep the array it is given, or return one it keeps.
+    own_input = _jacnet_code(model, "forward")
+    own_output = own_input and _jacnet_code(model.layers[-1], "forward")
+    own_gradient = _jacnet_code(model, "backward") and all(
+        _jacnet_code(loss, m) for m in ("backward", "_gradient"))
     modes = [layer.training for layer in model.layers]
     model.train()
 
@@ -555,7 +550,8 @@ def fit(
                 rows = order[s:s + batch_size]
                 wb = None if weights is None else weights[rows]
                 rows_here = order_here[s:s + batch_size]
-                Xb = _take(X, rows_here, out=batch_buffer[:rows.shape[0]])  # the step's one gather
+                # The step's one gather.
+                Xb = backend.take_rows(X, rows_here, out=batch_buffer[:rows.shape[0]])
                 # A non-finite output or loss stops training before the optimizer moves the
                 # weights, so the guard keeps the (finite) weights that produced it. (An overflow
                 # that a saturating activation hides from the output can still reach the
@@ -572,7 +568,7 @@ def fit(
                             # Xb is fit's own array (see is_handed_over), and so are the output
                             # of a built-in last layer and the gradient of a built-in loss: each
                             # is handed on without a copy or a second check.
-                            out = _handing(Xb, True, model.forward, Xb)
+                            out = _handing(Xb, own_input, model.forward, Xb)
                             if prepared:
                                 value = _handing(out, own_output, loss._forward_prepared, out,
                                                  targets[rows_here], wb)
