@@ -262,6 +262,11 @@ SPATIAL_CASES = [
     (jacnet.Conv2D, {"in_channels": 3, "out_channels": 2, "kernel_size": (2, 3),
                      "padding": (1, 0)}, (2, 3, 5, 6)),
     (jacnet.Conv2D, {"in_channels": 16, "out_channels": 4, "kernel_size": 3}, (3, 16, 6, 6)),
+    # C·K >= 32: torch's own convolution kernels, strided and padded
+    (jacnet.Conv1D, {"in_channels": 16, "out_channels": 3, "kernel_size": 3, "stride": 2,
+                     "padding": 1}, (2, 16, 9)),
+    (jacnet.Conv2D, {"in_channels": 8, "out_channels": 3, "kernel_size": (2, 3),
+                     "stride": (2, 1), "padding": (1, 0)}, (2, 8, 5, 6)),
     (jacnet.MaxPool1D, {"kernel_size": 3, "stride": 2, "padding": 1}, (2, 3, 8)),
     (jacnet.MaxPool2D, {"kernel_size": 2, "stride": 1}, (2, 2, 4, 5)),
     (jacnet.MaxPool2D, {"kernel_size": 2}, (2, 2, 5, 5)),
@@ -284,6 +289,38 @@ def test_strided_and_padded_windows_agree_on_torch(cls: Any, kwargs: dict[str, A
     close(twin.backward(torch.from_numpy(dY)), layer.backward(dY), f"{cls.__name__} backward")
     for key in layer.params:
         close(twin.grads[key], layer.grads[key], f"{cls.__name__} grads[{key!r}]")
+
+
+def test_a_caller_tensor_kept_by_a_convolution_is_copied() -> None:
+    layer = jacnet.Conv2D(16, 2, 3, rng=0, dtype=np.float64)
+    twin = copy.deepcopy(layer).to("torch")
+    X = np.random.default_rng(4).standard_normal((2, 16, 5, 5))
+    X_t = torch.from_numpy(X.copy())
+    dY = np.ones((2, 2, 3, 3))
+    twin.forward(X_t)
+    X_t.mul_(5)  # the caller changes its input after forward
+    twin.backward(torch.from_numpy(dY))
+    layer.forward(X)
+    layer.backward(dY)
+    close(twin.grads["W"], layer.grads["W"], "Conv2D grads['W'] after the caller's change")
+
+
+@settings(max_examples=15)
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(2, 9),
+                       st.integers(2, 9)),
+       kernel=st.sampled_from([2, (1, 2), (2, 1)]), seed=st.integers(0, 99))
+def test_max_pooling_with_ties_routes_like_numpy_on_torch(
+        shape: tuple[int, int, int, int], kernel: Any, seed: int) -> None:
+    """Windows of 2 run axis by axis on torch: the first maximum wins every tie, as on NumPy."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(-2, 2, shape).astype(np.float64)  # many equal maxima
+    layer = jacnet.MaxPool2D(kernel)
+    twin = copy.deepcopy(layer).to("torch")
+    Y = layer.forward(X)
+    np.testing.assert_array_equal(to_numpy(twin.forward(torch.from_numpy(X))), Y)
+    dY = rng.standard_normal(Y.shape)
+    np.testing.assert_array_equal(to_numpy(twin.backward(torch.from_numpy(dY))),
+                                  layer.backward(dY))
 
 
 def test_a_cnn_trains_the_same_on_torch() -> None:

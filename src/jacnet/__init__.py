@@ -56,6 +56,7 @@ from jacnet.pooling import (
     MaxPool2D,
     Unflatten,
 )
+from jacnet.threads import get_num_threads, set_num_threads
 from jacnet.train import History, evaluate, fit
 
 __version__ = "0.1.0"
@@ -118,10 +119,12 @@ __all__ = [
     "evaluate",
     "expanded_jacobian",
     "fit",
+    "get_num_threads",
     "load",
     "load_checkpoint",
     "numerical_jacobian",
     "plot_history",
     "plot_jacobian",
     "save",
+    "set_num_threads",
 ]

@@ -21,6 +21,7 @@ from jacnet import backend
 from jacnet._validation import FloatArray, check_positive_int, describe
 from jacnet.errors import JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.layers import Layer, _Builtin, is_handed_over
+from jacnet.threads import entries, over_batch
 
 Ints = tuple[int, ...]
 
@@ -109,13 +110,20 @@ def unfold(Xp: FloatArray, kernel: Ints, stride: Ints, out: Ints, cols: FloatArr
     ``Xp (N, C, *padded)``: ``cols[(c, κ), (n, t)] = Xp[n, c, t·stride + κ]``.
 
     Row ``(c, κ)`` is the strided slice of ``Xp[:, c]`` that kernel offset ``κ`` sees, so the
-    one copy of the windows' view moves runs of ``out[-1]`` numbers.
+    one copy of the windows' view moves runs of ``out[-1]`` numbers; the samples are split
+    over threads.
     """
     d = len(kernel)
     # windows (N, C, *out, *kernel) -> (C, *kernel, N, *out)
     view = backend.namespace(Xp).moveaxis(windows(Xp, kernel, stride),
                                           (1, *range(2 + d, 2 + 2 * d), 0), tuple(range(2 + d)))
-    cols.reshape(view.shape)[...] = view
+    target = cols.reshape(view.shape)
+    samples = (slice(None),) * (1 + d)  # the N axis of view and target comes after (C, *kernel)
+
+    def block(a: int, b: int) -> None:
+        target[ix(*samples, slice(a, b))] = view[ix(*samples, slice(a, b))]
+
+    over_batch(block, Xp.shape[0], entries(cols))
 
 
 def fold(piece: Callable[[Ints], np.ndarray[Any, Any]], dest: np.ndarray[Any, Any], first: int,

@@ -17,6 +17,10 @@ Where a channel's product has few multiply-adds per output (a first layer on one
 that transpose costs more than the product, and forward and ``dW`` run instead one product per
 sample, ``Y_n = W_mat cols_n + b 1ᵀ`` ``(O, T)``, on the same ``cols``.
 
+On the torch backend a layer that does not run per sample hands its three products to
+torch's convolution kernels (``conv{1,2}d`` and its backward: oneDNN on CPU, cuDNN on CUDA),
+the same sums in the kernel's order; per-sample layers run the products above on tensors.
+
 The expanded Jacobian in ``X`` is, per sample, a (block) Toeplitz matrix: the kernel repeated
 along diagonals, ``∂y[n,o,t]/∂x[m,c,s] = δ_nm W[o, c, s − t·stride + pad]``.
 """
@@ -30,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike
 
-from jacnet import backend
+from jacnet import backend, threads
 from jacnet._spatial import (
     Ints,
     ShapeKept,
@@ -48,9 +52,10 @@ from jacnet._spatial import (
 )
 from jacnet._validation import FloatArray, as_rng, check_jacobian_size, check_positive_int
 from jacnet.errors import JacnetValueError, ShapeError
-from jacnet.layers import INITS, Layer, _float_dtype, is_recording
+from jacnet.layers import INITS, Layer, _float_dtype, is_recording, private
 from jacnet.registry import register_layer
 from jacnet.structure import Band, Structure
+from jacnet.threads import entries, over_batch
 
 __all__ = ["Conv1D", "Conv2D"]
 
@@ -219,6 +224,8 @@ class _Conv(ShapeKept):
         of ones (no pass of its own over ``Y``, and ``db`` comes out of ``dW``'s product).
         Keeps ``[cols; 1ᵀ]`` (an array of its own)."""
         A, out = self._checked(X)
+        if self._torch_kernel(A):
+            return self._forward_torch(A, X, out)
         xp = backend.namespace(A)
         N, O, T = A.shape[0], self.out_channels, math.prod(out)  # noqa: E741
         shape = (self.in_channels * math.prod(self.kernel_size) + 1, N * T)
@@ -228,17 +235,22 @@ class _Conv(ShapeKept):
         cols[-1] = 1
         self._keep(((N, O, *out), output_kind(A), cols, A.shape))
         W_b = xp.concat([self._weight_matrix(), self.params["b"][:, None]], axis=1)
-        if self._per_sample():
-            return (W_b @ xp.permute_dims(cols.reshape(-1, N, T), (1, 0, 2))).reshape(N, O, *out)
+        if self._per_sample():  # one product per sample, the samples split over threads
+            cols_n = xp.permute_dims(cols.reshape(-1, N, T), (1, 0, 2))
+            Y = xp.empty((N, O, T), dtype=A.dtype, device=A.device)
+            over_batch(lambda a, b: backend.matmul_into(W_b, cols_n[a:b], Y[a:b]), N,
+                       entries(cols))
+            return Y.reshape(N, O, *out)
         Y_t = xp.permute_dims((W_b @ cols).reshape(O, N, T), (1, 0, 2))
-        return backend.contiguous(Y_t).reshape(N, O, *out)
+        return threads.contiguous(Y_t).reshape(N, O, *out)
 
     @staticmethod
     def _as_matrix(dY: FloatArray) -> FloatArray:
         """``dY (N, O, *out)`` as the matrix ``dY_mat (O, N·T)``, columns ``(n, t)`` (a copy
         unless ``N`` or ``O`` is 1; only read)."""
         N, O = dY.shape[:2]  # noqa: E741
-        return backend.namespace(dY).permute_dims(dY.reshape(N, O, -1), (1, 0, 2)).reshape(O, -1)
+        swapped = backend.namespace(dY).permute_dims(dY.reshape(N, O, -1), (1, 0, 2))
+        return threads.contiguous(swapped, axis=1).reshape(O, -1)
 
     def backward(self, dY: Any) -> FloatArray:
         """``dcols = W_matᵀ dY_mat``: ``(C·K, O) @ (O, N·T) -> (C·K, N·T)`` (the lecture's
@@ -247,13 +259,15 @@ class _Conv(ShapeKept):
         it runs here too)."""
         self.backward_params(dY)
         upstream = self._upstream_for(dY)
+        if self._torch_kernel(self._saved[2]):
+            return self._torch_gradients(upstream, (True, False, False))[0]
         if all(s == 1 for s in self.stride):
             dXp = self._padded_input_gradient_unit_stride(upstream)
         else:
             dXp = self._padded_input_gradient(upstream)
         swapped = backend.namespace(dXp).permute_dims(crop(dXp, self.padding),
                                                       (1, 0, *range(2, dXp.ndim)))
-        return backend.contiguous(swapped)
+        return threads.contiguous(swapped)
 
     def _padded_shape(self) -> tuple[int, ...]:
         """``(C, N, *padded)``: the shape of ``x_pad``, channels first, in the last forward."""
@@ -289,17 +303,31 @@ class _Conv(ShapeKept):
         C, N, *padded = self._padded_shape()
         out, O = dY.shape[2:], self.out_channels  # noqa: E741
         xp = backend.namespace(dY)
-        wide = xp.zeros((O, N, *padded), dtype=dY.dtype, device=dY.device)  # dY_mat, widened
-        wide[ix(slice(None), slice(None), *(slice(0, o) for o in out))] = xp.permute_dims(
-            dY, (1, 0, *range(2, dY.ndim)))
+        wide = xp.empty((O, N, *padded), dtype=dY.dtype, device=dY.device)  # dY_mat, widened
+        dY_t = xp.permute_dims(dY, (1, 0, *range(2, dY.ndim)))
+        inside = tuple(slice(0, o) for o in out)
+
+        def widen(a: int, b: int) -> None:
+            wide[:, a:b] = 0
+            wide[ix(slice(None), slice(a, b), *inside)] = dY_t[:, a:b]
+
+        over_batch(widen, N, entries(wide))
         dcols = self._weight_matrix().T @ wide.reshape(O, -1)  # (C·K, N·P)
-        M = dcols.shape[1]
-        slabs = dcols.reshape(C, math.prod(self.kernel_size), M)
-        dXp = backend.copy(slabs[:, 0])  # offset 0 covers everything: no zero-filled start
-        for j, offset in enumerate(np.ndindex(*self.kernel_size)):
-            start = sum(o * math.prod(padded[i + 1:]) for i, o in enumerate(offset))
-            if j:
-                dXp[:, start:] += slabs[:, j, :M - start]
+        P = math.prod(padded)
+        slabs = dcols.reshape(C, math.prod(self.kernel_size), N * P)
+        starts = [sum(o * math.prod(padded[i + 1:]) for i, o in enumerate(offset))
+                  for offset in np.ndindex(*self.kernel_size)]
+        dXp = xp.empty((C, N * P), dtype=dcols.dtype, device=dcols.device)
+
+        def block(a: int, b: int) -> None:  # the columns of samples a:b, the same sums
+            low, high = a * P, b * P
+            dXp[:, low:high] = slabs[:, 0, low:high]  # offset 0 covers all: no zero fill
+            for j, start in enumerate(starts[1:], start=1):
+                first = max(low, start)
+                if first < high:
+                    dXp[:, first:high] += slabs[:, j, first - start:high - start]
+
+        over_batch(block, N, entries(dcols))
         return dXp.reshape(C, N, *padded)
 
     def backward_params(self, dY: Any) -> None:
@@ -311,16 +339,60 @@ class _Conv(ShapeKept):
         the operand order that OpenBLAS runs 1.4x faster at ``(145, 15488) @ (15488, 32)``."""
         upstream = self._upstream_for(dY)
         cols = self._saved[2]
+        if self._torch_kernel(cols):  # it kept the input, not cols
+            _, self.grads["W"][...], self.grads["b"][...] = self._torch_gradients(
+                upstream, (False, True, True))
+            return
         xp = backend.namespace(cols)
-        if self._per_sample():
+        if self._per_sample():  # one product per sample, the samples split over threads
             dY_n = upstream.reshape(*upstream.shape[:2], -1)  # (N, O, T)
-            cols_n = xp.permute_dims(cols.reshape(cols.shape[0], *dY_n.shape[::2]), (1, 0, 2))
-            dW_b_t = xp.sum(cols_n @ xp.permute_dims(dY_n, (0, 2, 1)), axis=0)
+            N = dY_n.shape[0]
+            cols_n = xp.permute_dims(cols.reshape(cols.shape[0], N, -1), (1, 0, 2))
+            dY_t = xp.permute_dims(dY_n, (0, 2, 1))
+            products = xp.empty((N, cols.shape[0], dY_n.shape[1]), dtype=cols.dtype,
+                                device=cols.device)
+            over_batch(lambda a, b: backend.matmul_into(cols_n[a:b], dY_t[a:b], products[a:b]),
+                       N, entries(cols))
+            dW_b_t = xp.sum(products, axis=0)
         else:
             dW_b_t = cols @ self._as_matrix(upstream).T
         # Written into the existing buffers (fit's optimizer holds them): no accumulation.
         self.grads["W"][...] = dW_b_t[:-1].T.reshape(self.grads["W"].shape)
         self.grads["b"][...] = dW_b_t[-1]
+
+    # On the torch backend: the same products as torch's convolution kernels ----------------
+
+    def _torch_kernel(self, A: Any) -> bool:
+        """Whether the layer runs torch's own convolution kernels on ``A`` (a tensor) rather
+        than im2col and products: where it does not run per sample (:meth:`_per_sample`).
+        Measured on CPU (oneDNN), ``(128, 16, 13, 13)`` into 32 channels, 3×3: forward 0.7 ms
+        against 1.3 ms, backward 1.5 against 3.0 ms. On one channel oneDNN's forward takes
+        3 ms where the per-sample products take 0.3 ms."""
+        return backend.is_torch(A) and not self._per_sample()
+
+    def _forward_torch(self, A: Any, X: Any, out: Ints) -> Any:
+        """``Y`` by ``torch.nn.functional.conv{1,2}d``: the sums of ``[W_mat b] [cols; 1ᵀ]``
+        computed by torch's convolution kernel (oneDNN on CPU, cuDNN on CUDA). Keeps the input
+        (a copy unless jacnet's own) for backward, where the kernel's adjoints give ``dX``,
+        ``dW`` and ``db``."""
+        from torch.nn import functional
+
+        conv: Any = functional.conv1d if self.spatial_ndim == 1 else functional.conv2d
+        self._keep(((A.shape[0], self.out_channels, *out), output_kind(A), private(A, X),
+                    A.shape))
+        return conv(A, self.params["W"], self.params["b"], stride=self.stride,
+                    padding=self.padding)
+
+    def _torch_gradients(self, dY: Any, wanted: tuple[bool, bool, bool]) -> tuple[Any, ...]:
+        """``(dX, dW, db)`` (``None`` where not ``wanted``) by torch's convolution backward
+        kernel: ``dX`` is col2im of ``W_matᵀ dY_mat``, ``[dW_mat db] = dY_mat [cols; 1ᵀ]ᵀ``,
+        the sums of the NumPy path in torch's order."""
+        import torch
+
+        d = self.spatial_ndim
+        return tuple(torch.ops.aten.convolution_backward(
+            dY, self._saved[2], self.params["W"], [self.out_channels], list(self.stride),
+            list(self.padding), [1] * d, False, [0] * d, 1, list(wanted)))
 
     # The expanded Jacobian from the per-entry formula ---------------------------------------
 

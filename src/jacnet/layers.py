@@ -48,6 +48,7 @@ from jacnet._validation import (
 from jacnet.errors import ForwardNotCalledError, JacnetTypeError, JacnetValueError, ShapeError
 from jacnet.registry import register_layer
 from jacnet.structure import Structure
+from jacnet.threads import over_batch
 
 __all__ = ["Affine", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh",
            "inference_mode", "is_recording"]
@@ -593,11 +594,17 @@ class _Elementwise(_Builtin):
         return Y
 
     def backward(self, dY: Any) -> FloatArray:
-        checked = self._upstream_for(dY)
-        if checked is dY and is_handed_over(dY):  # jacnet's own array: no new one needed
-            checked *= self._saved
+        checked, D = self._upstream_for(dY), self._saved
+        own = checked is dY and is_handed_over(dY)  # jacnet's own array: no new one needed
+        if type(checked) is np.ndarray:
+            dX = checked if own else np.empty(checked.shape, np.result_type(checked, D))
+            over_batch(lambda a, b: np.multiply(checked[a:b], D[a:b], out=dX[a:b]),
+                       len(checked), checked.size)
+            return dX
+        if own:
+            checked *= D
             return checked
-        return checked * self._saved
+        return checked * D
 
     @classmethod
     def example(cls, rng: np.random.Generator, dtype: DTypeLike = np.float64
@@ -637,9 +644,16 @@ class ReLU(_Elementwise):
         if type(X) is np.ndarray and X.size >= _BOOL_MASK_MIN:
             # Large inputs: the mask as bools, a quarter of float32's bytes to write and read
             # back, and y = max(x, 0): fw + bw 0.86 against 1.30 ms at (128, 16, 26, 26).
-            mask: Any = X > 0  # bools, not the declared floats
+            mask: Any = np.empty(X.shape, dtype=np.bool_)  # bools, not the declared floats
+            Y = X if in_place else np.empty_like(X)
             self._float_dtype = X.dtype  # what backward checks dY against
-            return np.maximum(X, 0, out=X if in_place else None), mask
+
+            def block(a: int, b: int) -> None:
+                np.greater(X[a:b], 0, out=mask[a:b])
+                np.maximum(X[a:b], 0, out=Y[a:b])
+
+            over_batch(block, len(X), X.size)
+            return Y, mask
         # y = x ⊙ [x > 0] with the 0/1 mask in X's dtype, kept for backward: on float32 the
         # mask and a multiply cost less than np.maximum and backward's own comparison.
         mask = backend.positive_mask(X)
