@@ -12,6 +12,9 @@ Workload: a small LeNet-style CNN on synthetic 1×28×28 images in ten classes,
 Affine(800, 10)``, softmax cross-entropy, plain SGD (lr 0.05), one epoch over 10,000 samples,
 float32. Both systems start from the same weights (jacnet's, copied) and take the same batches
 in the same order (each step indexes a shuffled permutation: one gather per step).
+
+``jacnet-threads`` is the NumPy step loop with ``jacnet.set_num_threads(threads)`` and
+:data:`THREADS_ENV` in its environment (see :mod:`jacnet.threads` for why both).
 """
 
 from __future__ import annotations
@@ -32,7 +35,12 @@ from bench._common import child_env, pinned_threads
 
 N_SAMPLES, SIDE, N_CLASSES, LR = 10_000, 28, 10, 0.05
 LABELS = {"jacnet": "jacnet step loop (NumPy)", "jacnet-fit": "jacnet `fit` (NumPy)",
+          "jacnet-threads": "jacnet step loop (NumPy, jacnet threads, OpenBLAS timeout 2^16)",
           "jacnet-torch": "jacnet step loop (torch backend)", "torch": "PyTorch eager"}
+#: The environment ``jacnet-threads`` adds: OpenBLAS's idle threads stop spinning after 2^16
+#: cycles rather than 2^28, so that jacnet's own threads get the cores between products
+#: (``jacnet.threads``). OpenBLAS reads it when NumPy loads.
+THREADS_ENV = {"OPENBLAS_THREAD_TIMEOUT": "16"}
 
 
 def _data(seed: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -145,15 +153,20 @@ def _worker(system: str, batch: int, threads: int, seed: int) -> None:
                 import torch
 
                 torch.set_num_threads(threads)
+            if system == "jacnet-threads":
+                import jacnet
+
+                jacnet.set_num_threads(threads)
             runs = _run_jacnet(batch, 2, seed, on_torch=system == "jacnet-torch")
     print(json.dumps({"seconds": runs[1:]}))  # the first epoch is the warm-up
 
 
 def measure(system: str, batch: int, threads: int, seed: int) -> float:
     """One timed epoch of ``system`` in a fresh process (after its warm-up epoch)."""
+    env = {**child_env(threads), **(THREADS_ENV if system == "jacnet-threads" else {})}
     out = subprocess.run([sys.executable, "-m", "bench.conv", "--worker", system, "--batch", str(batch),
                           "--threads", str(threads), "--seed", str(seed)],
-                         env=child_env(threads), capture_output=True, text=True, check=True)
+                         env=env, capture_output=True, text=True, check=True)
     return float(json.loads(out.stdout.strip().splitlines()[-1])["seconds"][0])
 
 
@@ -183,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for system, label in LABELS.items():
         t = times[system]
         print(f"  {label}: {statistics.median(t):.3f} s/epoch (spread {min(t):.3f}-{max(t):.3f})")
-    for system in ("jacnet", "jacnet-fit", "jacnet-torch"):
+    for system in ("jacnet", "jacnet-fit", "jacnet-threads", "jacnet-torch"):
         ratios = [a / b for a, b in zip(times[system], times["torch"], strict=True)]
         print(f"  {LABELS[system]} / PyTorch eager: {statistics.median(ratios):.2f} (median of "
               f"per-round ratios; spread {min(ratios):.2f}-{max(ratios):.2f})")
