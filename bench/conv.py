@@ -64,9 +64,27 @@ def _jacnet_model(seed: int) -> Any:
         jacnet.Flatten(), jacnet.Affine(32 * 5 * 5, N_CLASSES, rng=rng)])
 
 
-def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False) -> list[float]:
+def _weights(model: Any) -> list[np.ndarray[Any, Any]]:
+    """A jacnet model's parameters as NumPy arrays, in the order of :func:`_torch_weights`."""
+    from jacnet.backend import to_numpy
+
+    return [to_numpy(model.layers[i].params[k]) for i in (0, 3, 7) for k in ("W", "b")]
+
+
+def _torch_weights(modules: Sequence[Any]) -> list[np.ndarray[Any, Any]]:
+    """PyTorch's parameters in jacnet's layout (a linear layer's weight transposed)."""
+    out = []
+    for module in modules:
+        W = module.weight.detach().numpy()
+        out += [W.T if W.ndim == 2 else W, module.bias.detach().numpy()]
+    return out
+
+
+def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False
+                ) -> tuple[list[float], list[np.ndarray[Any, Any]]]:
     """The step loop as the docs teach it; ``on_torch``: the same on jacnet's torch backend
-    (CPU tensors; the data made a tensor once, as PyTorch's is)."""
+    (CPU tensors; the data made a tensor once, as PyTorch's is). Returns the seconds of each
+    epoch and the final weights."""
     import jacnet
 
     X, y = _data(seed)
@@ -90,7 +108,7 @@ def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False) -> l
             model.backward(loss.backward(), input_grad=False)
             opt.step(params, grads)
         seconds.append(time.perf_counter() - start)
-    return seconds
+    return seconds, _weights(model)
 
 
 def _run_jacnet_fit(batch: int, epochs: int, seed: int) -> list[float]:
@@ -110,7 +128,10 @@ def _run_jacnet_fit(batch: int, epochs: int, seed: int) -> list[float]:
     return seconds
 
 
-def _run_torch(batch: int, epochs: int, seed: int, threads: int) -> list[float]:
+def _run_torch(batch: int, epochs: int, seed: int, threads: int
+               ) -> tuple[list[float], list[np.ndarray[Any, Any]]]:
+    """PyTorch eager, the same network, weights and batches; the seconds of each epoch and the
+    final weights (in jacnet's layout)."""
     import torch
     from torch import nn
 
@@ -139,13 +160,13 @@ def _run_torch(batch: int, epochs: int, seed: int, threads: int) -> list[float]:
             criterion(model(X[rows]), y[rows]).backward()
             opt.step()
         seconds.append(time.perf_counter() - start)
-    return seconds
+    return seconds, _torch_weights([*convs, linear])
 
 
 def _worker(system: str, batch: int, threads: int, seed: int) -> None:
     with pinned_threads(threads):
         if system == "torch":
-            runs = _run_torch(batch, 2, seed, threads)
+            runs, _ = _run_torch(batch, 2, seed, threads)
         elif system == "jacnet-fit":
             runs = _run_jacnet_fit(batch, 2, seed)
         else:
@@ -157,7 +178,7 @@ def _worker(system: str, batch: int, threads: int, seed: int) -> None:
                 import jacnet
 
                 jacnet.set_num_threads(threads)
-            runs = _run_jacnet(batch, 2, seed, on_torch=system == "jacnet-torch")
+            runs, _ = _run_jacnet(batch, 2, seed, on_torch=system == "jacnet-torch")
     print(json.dumps({"seconds": runs[1:]}))  # the first epoch is the warm-up
 
 

@@ -224,3 +224,33 @@ def test_profile_runs_on_a_small_sample(mode: list[str]) -> None:
         assert all(seconds >= 0 for name, seconds in phases.items() if name != "outside matmuls")
     else:
         assert "function calls" in proc.stdout
+
+
+def test_the_conv_systems_train_to_the_same_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench.conv compares like with like: the same weights after the same batches in jacnet
+    on NumPy (one thread or split over three, bitwise the same), on the torch backend, and in
+    PyTorch eager."""
+    torch = pytest.importorskip("torch")
+    import jacnet
+    from bench import conv
+
+    monkeypatch.setattr(conv, "N_SAMPLES", 384)
+    monkeypatch.setattr(jacnet.threads, "MIN_BLOCK_ENTRIES", 1)
+    start = conv._weights(conv._jacnet_model(0))
+    _, numpy_weights = conv._run_jacnet(128, 1, 0)
+    jacnet.set_num_threads(3)
+    try:
+        _, threaded = conv._run_jacnet(128, 1, 0)
+    finally:
+        jacnet.set_num_threads(None)
+    _, on_torch = conv._run_jacnet(128, 1, 0, on_torch=True)
+    threads = torch.get_num_threads()
+    try:
+        _, eager = conv._run_torch(128, 1, 0, threads)
+    finally:
+        torch.set_num_threads(threads)
+    for i, want in enumerate(numpy_weights):
+        assert not np.allclose(want, start[i], rtol=1e-4, atol=1e-6)  # three steps moved it
+        np.testing.assert_array_equal(threaded[i], want)
+        np.testing.assert_allclose(on_torch[i], want, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(eager[i], want, rtol=1e-4, atol=1e-6)

@@ -596,7 +596,7 @@ class _Elementwise(_Builtin):
     def backward(self, dY: Any) -> FloatArray:
         checked, D = self._upstream_for(dY), self._saved
         own = checked is dY and is_handed_over(dY)  # jacnet's own array: no new one needed
-        if type(checked) is np.ndarray:
+        if type(checked) is np.ndarray and getattr(D, "shape", None) == checked.shape:
             dX = checked if own else np.empty(checked.shape, np.result_type(checked, D))
             over_batch(lambda a, b: np.multiply(checked[a:b], D[a:b], out=dX[a:b]),
                        len(checked), checked.size)
