@@ -36,7 +36,8 @@ from bench._common import child_env, pinned_threads
 N_SAMPLES, SIDE, N_CLASSES, LR = 10_000, 28, 10, 0.05
 LABELS = {"jacnet": "jacnet step loop (NumPy)", "jacnet-fit": "jacnet `fit` (NumPy)",
           "jacnet-threads": "jacnet step loop (NumPy, jacnet threads, OpenBLAS timeout 2^16)",
-          "jacnet-torch": "jacnet step loop (torch backend)", "torch": "PyTorch eager"}
+          "jacnet-torch": "jacnet step loop (torch backend)",
+          "jacnet-torch-fit": "jacnet `fit` (torch backend)", "torch": "PyTorch eager"}
 #: The environment ``jacnet-threads`` adds: OpenBLAS's idle threads stop spinning after 2^16
 #: cycles rather than 2^28, so that jacnet's own threads get the cores between products
 #: (``jacnet.threads``). OpenBLAS reads it when NumPy loads.
@@ -111,13 +112,19 @@ def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False
     return seconds, _weights(model)
 
 
-def _run_jacnet_fit(batch: int, epochs: int, seed: int) -> list[float]:
+def _run_jacnet_fit(batch: int, epochs: int, seed: int, on_torch: bool = False) -> list[float]:
     """``fit(epochs=1)`` per epoch, each with its own shuffling seed (what ``jacnet train``
-    runs; it also computes each step's loss and accuracy, which the loops do not)."""
+    runs; it also computes each step's loss and accuracy, which the loops do not);
+    ``on_torch``: on jacnet's torch backend, the data a tensor already."""
     import jacnet
 
     X, y = _data(seed)
     model = _jacnet_model(seed)
+    if on_torch:
+        import torch
+
+        model.to("torch")
+        X = torch.from_numpy(X)
     loss, opt = jacnet.SoftmaxCrossEntropy(), jacnet.SGD(lr=LR)
     seconds = []
     for epoch in range(epochs):
@@ -165,20 +172,21 @@ def _run_torch(batch: int, epochs: int, seed: int, threads: int
 
 def _worker(system: str, batch: int, threads: int, seed: int) -> None:
     with pinned_threads(threads):
+        if system.startswith("jacnet-torch"):
+            import torch
+
+            torch.set_num_threads(threads)
+        if system == "jacnet-threads":
+            import jacnet
+
+            jacnet.set_num_threads(threads)
+        on_torch = system.startswith("jacnet-torch")
         if system == "torch":
             runs, _ = _run_torch(batch, 2, seed, threads)
-        elif system == "jacnet-fit":
-            runs = _run_jacnet_fit(batch, 2, seed)
+        elif system.endswith("fit"):
+            runs = _run_jacnet_fit(batch, 2, seed, on_torch=on_torch)
         else:
-            if system == "jacnet-torch":
-                import torch
-
-                torch.set_num_threads(threads)
-            if system == "jacnet-threads":
-                import jacnet
-
-                jacnet.set_num_threads(threads)
-            runs, _ = _run_jacnet(batch, 2, seed, on_torch=system == "jacnet-torch")
+            runs, _ = _run_jacnet(batch, 2, seed, on_torch=on_torch)
     print(json.dumps({"seconds": runs[1:]}))  # the first epoch is the warm-up
 
 
@@ -217,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for system, label in LABELS.items():
         t = times[system]
         print(f"  {label}: {statistics.median(t):.3f} s/epoch (spread {min(t):.3f}-{max(t):.3f})")
-    for system in ("jacnet", "jacnet-fit", "jacnet-threads", "jacnet-torch"):
+    for system in [name for name in LABELS if name != "torch"]:
         ratios = [a / b for a, b in zip(times[system], times["torch"], strict=True)]
         print(f"  {LABELS[system]} / PyTorch eager: {statistics.median(ratios):.2f} (median of "
               f"per-round ratios; spread {min(ratios):.2f}-{max(ratios):.2f})")
