@@ -91,7 +91,8 @@ def _forget_pool() -> None:
     _pool, _pool_size = None, 0
 
 
-os.register_at_fork(after_in_child=_forget_pool)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _block(fn: Callable[[int, int], object], start: int, stop: int) -> None:
