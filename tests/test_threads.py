@@ -238,3 +238,57 @@ def test_fit_trains_the_same_weights_on_two_threads(monkeypatch: pytest.MonkeyPa
         weights.append([p.copy() for p in model.params.values()])
     for got, want in zip(*weights, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+# Several callers at once ------------------------------------------------------------------------
+
+def test_a_pool_grown_by_another_caller_still_takes_this_callers_blocks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two user threads: one splits in two and is about to hand its block to the pool when
+    the other, splitting in four, grows the pool. The first caller's block must still run."""
+    jacnet.set_num_threads(4)
+    threads._forget_pool()
+    entered, grown = threading.Event(), threading.Event()
+    original = threads._executor
+
+    def slow_executor(workers: int) -> Any:
+        pool = original(workers)
+        if workers == 1:  # the first caller: let the second one grow the pool in between
+            entered.set()
+            grown.wait(timeout=5)
+        return pool
+
+    monkeypatch.setattr(threads, "_executor", slow_executor)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            assert [(a, b) for a, b, _ in _blocks(2, 1 << 30)] == [(0, 1), (1, 2)]
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=first)
+    caller.start()
+    try:
+        assert entered.wait(timeout=10)
+        assert [(a, b) for a, b, _ in _blocks(4, 1 << 30)] == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    finally:
+        grown.set()
+        caller.join(timeout=30)
+    assert not errors, errors
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_a_child_forked_while_another_thread_holds_the_pool_lock_can_split() -> None:
+    jacnet.set_num_threads(2)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    with threads._lock:  # as another thread starting the pool at the moment of the fork
+        child = context.Process(target=_split_in_child, args=(queue,))
+        child.start()
+    child.join(timeout=20)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == 2

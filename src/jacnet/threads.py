@@ -74,21 +74,24 @@ def set_num_threads(n: int | None) -> None:
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
-    """The shared pool, grown to ``workers`` threads if it is smaller."""
+    """The shared pool, grown to ``workers`` threads if it is smaller.
+
+    A smaller pool is replaced, not shut down: another user thread may hold it and be about to
+    submit its blocks (a shut-down pool refuses them). Its threads end once it is collected.
+    """
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jacnet")
             _pool_size = workers
         return _pool
 
 
 def _forget_pool() -> None:
-    """In a forked child the parent's threads do not exist: start a new pool when needed."""
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
+    """In a forked child the parent's threads do not exist: start a new pool when needed, under
+    a new lock (another thread of the parent may have held the old one at the fork)."""
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool)
