@@ -378,8 +378,9 @@ class _Conv(ShapeKept):
         from torch.nn import functional
 
         conv: Any = functional.conv1d if self.spatial_ndim == 1 else functional.conv2d
-        self._keep(((A.shape[0], self.out_channels, *out), output_kind(A), private(A, X),
-                    A.shape))
+        if is_recording():  # (inference keeps nothing, and copies nothing)
+            self._saved = ((A.shape[0], self.out_channels, *out), output_kind(A), private(A, X),
+                           A.shape)
         return conv(A, self.params["W"], self.params["b"], stride=self.stride,
                     padding=self.padding)
 
