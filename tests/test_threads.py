@@ -51,7 +51,7 @@ def test_the_environment_sets_the_default(monkeypatch: pytest.MonkeyPatch) -> No
     assert jacnet.get_num_threads() == 2
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "²"])
 def test_a_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("JACNET_NUM_THREADS", value)
     with pytest.raises(JacnetValueError, match=r"JACNET_NUM_THREADS expects a positive integer"):

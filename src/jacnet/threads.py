@@ -51,7 +51,7 @@ def _default_threads() -> int:
     value = os.environ.get("JACNET_NUM_THREADS", "").strip()
     if not value:
         return 1
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdecimal() or int(value) < 1:  # (isdigit takes "²", which int refuses)
         raise JacnetValueError(f"the environment variable JACNET_NUM_THREADS expects a "
                                f"positive integer, got {value!r}")
     return int(value)
