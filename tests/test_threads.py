@@ -292,3 +292,15 @@ def test_a_child_forked_while_another_thread_holds_the_pool_lock_can_split() -> 
         child.join()
     assert child.exitcode == 0
     assert queue.get(timeout=5) == 2
+
+
+def test_of_several_failing_blocks_the_first_one_s_error_is_raised() -> None:
+    """As on one thread, where the pass stops at the first failing sample."""
+    jacnet.set_num_threads(3)
+
+    def work(a: int, b: int) -> None:
+        raise ValueError(f"block at {a} failed")
+
+    for _ in range(5):
+        with pytest.raises(ValueError, match="block at 0 failed"):
+            threads.over_batch(work, 9, 1 << 30)

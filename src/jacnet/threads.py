@@ -126,8 +126,8 @@ def over_batch(fn: Callable[[int, int], object], n: int, entries: int) -> None:
         :data:`MIN_BLOCK_ENTRIES` are not worth a thread.
 
     One block per thread, at most; the calling thread runs the last one. A call made inside a
-    block runs whole, on its thread. The first exception raised by a block is raised here,
-    after every block has finished.
+    block runs whole, on its thread. The exception of the first block (in batch order) that
+    raised one is raised here, after every block has finished.
     """
     blocks = min(get_num_threads(), n, entries // MIN_BLOCK_ENTRIES)
     if blocks <= 1 or getattr(_state, "inside", False):
@@ -137,17 +137,15 @@ def over_batch(fn: Callable[[int, int], object], n: int, entries: int) -> None:
     pool = _executor(blocks - 1)
     futures: list[Future[None]] = [pool.submit(_block, fn, bounds[i], bounds[i + 1])
                                    for i in range(blocks - 1)]
-    error: BaseException | None = None
+    last: BaseException | None = None
     try:
         _block(fn, bounds[-2], bounds[-1])
     except BaseException as exc:  # raised below, once the other blocks are done
-        error = exc
-    for future in futures:
-        failure = future.exception()
-        if error is None and failure is not None:
-            error = failure
-    if error is not None:
-        raise error
+        last = exc
+    # The first block's error, as one thread would stop at the first failing sample.
+    for error in [*(future.exception() for future in futures), last]:
+        if error is not None:
+            raise error
 
 
 def contiguous(A: Any, axis: int = 0) -> Any:
