@@ -3,6 +3,8 @@ do with its tensors, inference, and agreement with NumPy (float64, 1e-6 relative
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,3 +82,36 @@ def test_float32_convolutions_on_cuda_agree_with_numpy_in_float32() -> None:
                                layer.backward(dY), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(to_numpy(twin.grads["W"]), layer.grads["W"], rtol=1e-4,
                                atol=1e-4)
+
+
+def _cnn() -> jacnet.Sequential:
+    """Both convolutions on torch's kernels (C·K >= 32), one strided, one padded; windows of 2."""
+    return jacnet.Sequential([
+        jacnet.Conv2D(4, 6, 3, padding=1, rng=0, dtype=np.float64), jacnet.ReLU(),
+        jacnet.MaxPool2D(2),
+        jacnet.Conv2D(6, 4, 3, stride=2, rng=1, dtype=np.float64), jacnet.Tanh(),
+        jacnet.Flatten(), jacnet.Affine(4, 3, rng=2, dtype=np.float64)])
+
+
+def test_a_cnn_on_torchs_kernels_trains_checks_and_saves_like_numpy(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    X, y = rng.standard_normal((10, 4, 7, 7)), rng.integers(0, 3, 10)
+    model = _cnn()
+    twin = copy.deepcopy(model).to("torch")
+    kwargs = {"loss": jacnet.SoftmaxCrossEntropy(), "epochs": 2, "batch_size": 4, "seed": 1,
+              "verbose": 0}
+    history = jacnet.fit(model, X, y, optimizer=jacnet.Adam(0.01), **kwargs)
+    history_t = jacnet.fit(twin, X, y, optimizer=jacnet.Adam(0.01), **kwargs)
+    np.testing.assert_allclose(history_t["loss"], history["loss"], rtol=1e-6)
+    for k in model.params:
+        np.testing.assert_allclose(to_numpy(twin.params[k]), model.params[k], rtol=1e-6,
+                                   atol=1e-12, err_msg=k)
+    report = jacnet.check_gradients(twin, torch.from_numpy(X[:3]), target=y[:3],
+                                    loss=jacnet.SoftmaxCrossEntropy())
+    assert report.ok, report
+    np.testing.assert_allclose(jacnet.expanded_jacobian(twin, torch.from_numpy(X[:2])),
+                               jacnet.expanded_jacobian(model, X[:2]), rtol=1e-6, atol=1e-12)
+    path = jacnet.save(twin, tmp_path / "cnn.jacnet")
+    loaded = jacnet.load(path)
+    np.testing.assert_allclose(loaded.predict(X), to_numpy(twin.predict(torch.from_numpy(X))),
+                               rtol=1e-6, atol=1e-12)

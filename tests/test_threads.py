@@ -304,3 +304,43 @@ def test_of_several_failing_blocks_the_first_one_s_error_is_raised() -> None:
     for _ in range(5):
         with pytest.raises(ValueError, match="block at 0 failed"):
             threads.over_batch(work, 9, 1 << 30)
+
+
+def test_two_models_trained_at_once_in_two_threads_get_their_serial_weights(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "MIN_BLOCK_ENTRIES", 64)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((30, 1, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 30)
+
+    def train(seed: int, batch_size: int) -> list[np.ndarray[Any, Any]]:
+        model = jacnet.Sequential([
+            jacnet.Conv2D(1, 4, 3, rng=seed), jacnet.ReLU(), jacnet.MaxPool2D(2),
+            jacnet.Conv2D(4, 8, 3, padding=1, rng=seed + 1), jacnet.Sigmoid(),
+            jacnet.MaxPool2D(5), jacnet.Flatten(), jacnet.Affine(8, 3, rng=2)])
+        jacnet.fit(model, X, y, loss=jacnet.SoftmaxCrossEntropy(), optimizer=jacnet.Adam(0.01),
+                   epochs=2, batch_size=batch_size, seed=0, verbose=0)
+        return [*(p.copy() for p in model.params.values()), model.predict(X)]
+
+    runs = [(0, 16), (5, 7)]
+    jacnet.set_num_threads(1)
+    expected = [train(*run) for run in runs]
+    jacnet.set_num_threads(2)
+    got: list[Any] = [None] * len(runs)
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            got[i] = train(*runs[i])
+        except BaseException as exc:
+            errors.append(exc)
+
+    users = [threading.Thread(target=worker, args=(i,)) for i in range(len(runs))]
+    for user in users:
+        user.start()
+    for user in users:
+        user.join(timeout=60)
+    assert not errors, errors
+    for arrays, wanted in zip(got, expected, strict=True):
+        for a, b in zip(arrays, wanted, strict=True):
+            np.testing.assert_array_equal(a, b)
