@@ -51,7 +51,7 @@ def test_the_environment_sets_the_default(monkeypatch: pytest.MonkeyPatch) -> No
     assert jacnet.get_num_threads() == 2
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "²"])
 def test_a_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("JACNET_NUM_THREADS", value)
     with pytest.raises(JacnetValueError, match=r"JACNET_NUM_THREADS expects a positive integer"):
@@ -238,3 +238,109 @@ def test_fit_trains_the_same_weights_on_two_threads(monkeypatch: pytest.MonkeyPa
         weights.append([p.copy() for p in model.params.values()])
     for got, want in zip(*weights, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+# Several callers at once ------------------------------------------------------------------------
+
+def test_a_pool_grown_by_another_caller_still_takes_this_callers_blocks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two user threads: one splits in two and is about to hand its block to the pool when
+    the other, splitting in four, grows the pool. The first caller's block must still run."""
+    jacnet.set_num_threads(4)
+    threads._forget_pool()
+    entered, grown = threading.Event(), threading.Event()
+    original = threads._executor
+
+    def slow_executor(workers: int) -> Any:
+        pool = original(workers)
+        if workers == 1:  # the first caller: let the second one grow the pool in between
+            entered.set()
+            grown.wait(timeout=5)
+        return pool
+
+    monkeypatch.setattr(threads, "_executor", slow_executor)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            assert [(a, b) for a, b, _ in _blocks(2, 1 << 30)] == [(0, 1), (1, 2)]
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=first)
+    caller.start()
+    try:
+        assert entered.wait(timeout=10)
+        assert [(a, b) for a, b, _ in _blocks(4, 1 << 30)] == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    finally:
+        grown.set()
+        caller.join(timeout=30)
+    assert not errors, errors
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_a_child_forked_while_another_thread_holds_the_pool_lock_can_split() -> None:
+    jacnet.set_num_threads(2)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    with threads._lock:  # as another thread starting the pool at the moment of the fork
+        child = context.Process(target=_split_in_child, args=(queue,))
+        child.start()
+    child.join(timeout=20)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == 2
+
+
+def test_of_several_failing_blocks_the_first_one_s_error_is_raised() -> None:
+    """As on one thread, where the pass stops at the first failing sample."""
+    jacnet.set_num_threads(3)
+
+    def work(a: int, b: int) -> None:
+        raise ValueError(f"block at {a} failed")
+
+    for _ in range(5):
+        with pytest.raises(ValueError, match="block at 0 failed"):
+            threads.over_batch(work, 9, 1 << 30)
+
+
+def test_two_models_trained_at_once_in_two_threads_get_their_serial_weights(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "MIN_BLOCK_ENTRIES", 64)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((30, 1, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 30)
+
+    def train(seed: int, batch_size: int) -> list[np.ndarray[Any, Any]]:
+        model = jacnet.Sequential([
+            jacnet.Conv2D(1, 4, 3, rng=seed), jacnet.ReLU(), jacnet.MaxPool2D(2),
+            jacnet.Conv2D(4, 8, 3, padding=1, rng=seed + 1), jacnet.Sigmoid(),
+            jacnet.MaxPool2D(5), jacnet.Flatten(), jacnet.Affine(8, 3, rng=2)])
+        jacnet.fit(model, X, y, loss=jacnet.SoftmaxCrossEntropy(), optimizer=jacnet.Adam(0.01),
+                   epochs=2, batch_size=batch_size, seed=0, verbose=0)
+        return [*(p.copy() for p in model.params.values()), model.predict(X)]
+
+    runs = [(0, 16), (5, 7)]
+    jacnet.set_num_threads(1)
+    expected = [train(*run) for run in runs]
+    jacnet.set_num_threads(2)
+    got: list[Any] = [None] * len(runs)
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            got[i] = train(*runs[i])
+        except BaseException as exc:
+            errors.append(exc)
+
+    users = [threading.Thread(target=worker, args=(i,)) for i in range(len(runs))]
+    for user in users:
+        user.start()
+    for user in users:
+        user.join(timeout=60)
+    assert not errors, errors
+    for arrays, wanted in zip(got, expected, strict=True):
+        for a, b in zip(arrays, wanted, strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -259,7 +259,7 @@ class _Conv(ShapeKept):
         it runs here too)."""
         self.backward_params(dY)
         upstream = self._upstream_for(dY)
-        if self._torch_kernel(self._saved[2]):
+        if self._kept_input():
             return self._torch_gradients(upstream, (True, False, False))[0]
         if all(s == 1 for s in self.stride):
             dXp = self._padded_input_gradient_unit_stride(upstream)
@@ -339,7 +339,7 @@ class _Conv(ShapeKept):
         the operand order that OpenBLAS runs 1.4x faster at ``(145, 15488) @ (15488, 32)``."""
         upstream = self._upstream_for(dY)
         cols = self._saved[2]
-        if self._torch_kernel(cols):  # it kept the input, not cols
+        if self._kept_input():  # torch's kernels: it kept the input, not cols
             _, self.grads["W"][...], self.grads["b"][...] = self._torch_gradients(
                 upstream, (False, True, True))
             return
@@ -367,8 +367,21 @@ class _Conv(ShapeKept):
         than im2col and products: where it does not run per sample (:meth:`_per_sample`).
         Measured on the CPU (oneDNN, two threads), a training step of ``bench.conv``'s network
         at batch 128: 8.7-9.7 ms so, against 11.8-12.7 ms with im2col in both convolutions
-        and 11.7 ms with torch's kernels in both (on one input channel they are slower)."""
-        return backend.is_torch(A) and not self._per_sample()
+        and 11.7 ms with torch's kernels in both (on one input channel they are slower).
+
+        Not for float32 on CUDA while cuDNN may round its convolutions' float32 products to
+        TF32 (PyTorch's default on Ampere and newer GPUs: about 1e-3 relative error); there
+        the products above run in float32 (torch's matmul default)."""
+        if not backend.is_torch(A) or self._per_sample():
+            return False
+        import torch
+
+        return not (A.device.type == "cuda" and A.dtype == torch.float32 and _cudnn_tf32())
+
+    def _kept_input(self) -> bool:
+        """Whether the last forward ran torch's kernels and kept its input ``(N, C, *S)``
+        rather than ``[cols; 1ᵀ]`` (a matrix)."""
+        return len(self._saved[2].shape) > 2
 
     def _forward_torch(self, A: Any, X: Any, out: Ints) -> Any:
         """``Y`` by ``torch.nn.functional.conv{1,2}d``: the sums of ``[W_mat b] [cols; 1ᵀ]``
@@ -378,8 +391,9 @@ class _Conv(ShapeKept):
         from torch.nn import functional
 
         conv: Any = functional.conv1d if self.spatial_ndim == 1 else functional.conv2d
-        self._keep(((A.shape[0], self.out_channels, *out), output_kind(A), private(A, X),
-                    A.shape))
+        if is_recording():  # (inference keeps nothing, and copies nothing)
+            self._saved = ((A.shape[0], self.out_channels, *out), output_kind(A), private(A, X),
+                           A.shape)
         return conv(A, self.params["W"], self.params["b"], stride=self.stride,
                     padding=self.padding)
 
@@ -432,6 +446,23 @@ class _Conv(ShapeKept):
                     block[ix(slice(None), *pos, slice(None), *s)] = W[ix(slice(None),
                                                                        slice(None), *kappa)]
         return np.einsum(f"nm,o{t}c{k}->no{t}mc{k}", np.eye(N, dtype=W.dtype), block)
+
+
+def _cudnn_tf32() -> bool:
+    """Whether cuDNN may run float32 convolutions in TF32: ``torch.backends.cudnn.conv``'s
+    ``fp32_precision``, else its parents' ("none" defers to them), else the older
+    ``allow_tf32``."""
+    import torch
+
+    cudnn = torch.backends.cudnn
+    levels = [getattr(cudnn, "conv", None), cudnn, torch.backends]
+    for level in levels:
+        precision = getattr(level, "fp32_precision", "none")
+        if precision != "none":
+            return bool(precision == "tf32")
+    if levels[0] is None:  # a PyTorch from before fp32_precision
+        return bool(cudnn.allow_tf32)
+    return False
 
 
 @register_layer("conv1d")

@@ -51,7 +51,7 @@ def _default_threads() -> int:
     value = os.environ.get("JACNET_NUM_THREADS", "").strip()
     if not value:
         return 1
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdecimal() or int(value) < 1:  # (isdigit takes "²", which int refuses)
         raise JacnetValueError(f"the environment variable JACNET_NUM_THREADS expects a "
                                f"positive integer, got {value!r}")
     return int(value)
@@ -74,21 +74,24 @@ def set_num_threads(n: int | None) -> None:
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
-    """The shared pool, grown to ``workers`` threads if it is smaller."""
+    """The shared pool, grown to ``workers`` threads if it is smaller.
+
+    A smaller pool is replaced, not shut down: another user thread may hold it and be about to
+    submit its blocks (a shut-down pool refuses them). Its threads end once it is collected.
+    """
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jacnet")
             _pool_size = workers
         return _pool
 
 
 def _forget_pool() -> None:
-    """In a forked child the parent's threads do not exist: start a new pool when needed."""
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
+    """In a forked child the parent's threads do not exist: start a new pool when needed, under
+    a new lock (another thread of the parent may have held the old one at the fork)."""
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
@@ -124,8 +127,8 @@ def over_batch(fn: Callable[[int, int], object], n: int, entries: int) -> None:
         :data:`MIN_BLOCK_ENTRIES` are not worth a thread.
 
     One block per thread, at most; the calling thread runs the last one. A call made inside a
-    block runs whole, on its thread. The first exception raised by a block is raised here,
-    after every block has finished.
+    block runs whole, on its thread. The exception of the first block (in batch order) that
+    raised one is raised here, after every block has finished.
     """
     blocks = min(get_num_threads(), n, entries // MIN_BLOCK_ENTRIES)
     if blocks <= 1 or getattr(_state, "inside", False):
@@ -135,17 +138,15 @@ def over_batch(fn: Callable[[int, int], object], n: int, entries: int) -> None:
     pool = _executor(blocks - 1)
     futures: list[Future[None]] = [pool.submit(_block, fn, bounds[i], bounds[i + 1])
                                    for i in range(blocks - 1)]
-    error: BaseException | None = None
+    last: BaseException | None = None
     try:
         _block(fn, bounds[-2], bounds[-1])
     except BaseException as exc:  # raised below, once the other blocks are done
-        error = exc
-    for future in futures:
-        failure = future.exception()
-        if error is None and failure is not None:
-            error = failure
-    if error is not None:
-        raise error
+        last = exc
+    # The first block's error, as one thread would stop at the first failing sample.
+    for error in [*(future.exception() for future in futures), last]:
+        if error is not None:
+            raise error
 
 
 def contiguous(A: Any, axis: int = 0) -> Any:
