@@ -17,9 +17,9 @@ Where a channel's product has few multiply-adds per output (a first layer on one
 that transpose costs more than the product, and forward and ``dW`` run instead one product per
 sample, ``Y_n = W_mat cols_n + b 1ᵀ`` ``(O, T)``, on the same ``cols``.
 
-On the torch backend a layer that does not run per sample hands its three products to
-torch's convolution kernels (``conv{1,2}d`` and its backward: oneDNN on CPU, cuDNN on CUDA),
-the same sums in the kernel's order; per-sample layers run the products above on tensors.
+On the torch backend's CPU a layer that does not run per sample hands its three products to
+torch's convolution kernels (``conv{1,2}d`` and its backward, oneDNN), the same sums in the
+kernel's order; per-sample layers, and every layer on CUDA, run the products above on tensors.
 
 The expanded Jacobian in ``X`` is, per sample, a (block) Toeplitz matrix: the kernel repeated
 along diagonals, ``∂y[n,o,t]/∂x[m,c,s] = δ_nm W[o, c, s − t·stride + pad]``.
@@ -369,14 +369,10 @@ class _Conv(ShapeKept):
         at batch 128: 8.7-9.7 ms so, against 11.8-12.7 ms with im2col in both convolutions
         and 11.7 ms with torch's kernels in both (on one input channel they are slower).
 
-        Not for float32 on CUDA while cuDNN may round its convolutions' float32 products to
-        TF32 (PyTorch's default on Ampere and newer GPUs: about 1e-3 relative error); there
-        the products above run in float32 (torch's matmul default)."""
-        if not backend.is_torch(A) or self._per_sample():
-            return False
-        import torch
-
-        return not (A.device.type == "cuda" and A.dtype == torch.float32 and _cudnn_tf32())
+        On the CPU only (oneDNN): on CUDA, cuDNN may round float32 products to TF32 (PyTorch's
+        default on Ampere and newer GPUs, about 1e-3 relative) and its backward need not repeat
+        bit for bit, so there the products above run (and no GPU has measured either)."""
+        return (backend.is_torch(A) and A.device.type == "cpu" and not self._per_sample())
 
     def _kept_input(self) -> bool:
         """Whether the last forward ran torch's kernels and kept its input ``(N, C, *S)``
@@ -385,9 +381,9 @@ class _Conv(ShapeKept):
 
     def _forward_torch(self, A: Any, X: Any, out: Ints) -> Any:
         """``Y`` by ``torch.nn.functional.conv{1,2}d``: the sums of ``[W_mat b] [cols; 1ᵀ]``
-        computed by torch's convolution kernel (oneDNN on CPU, cuDNN on CUDA). Keeps the input
-        (a copy unless jacnet's own) for backward, where the kernel's adjoints give ``dX``,
-        ``dW`` and ``db``."""
+        computed by torch's convolution kernel (oneDNN). Keeps the input (a copy unless
+        jacnet's own) for backward, where the kernel's adjoints give ``dX``, ``dW`` and
+        ``db``; inference keeps and copies nothing."""
         from torch.nn import functional
 
         conv: Any = functional.conv1d if self.spatial_ndim == 1 else functional.conv2d
@@ -446,23 +442,6 @@ class _Conv(ShapeKept):
                     block[ix(slice(None), *pos, slice(None), *s)] = W[ix(slice(None),
                                                                        slice(None), *kappa)]
         return np.einsum(f"nm,o{t}c{k}->no{t}mc{k}", np.eye(N, dtype=W.dtype), block)
-
-
-def _cudnn_tf32() -> bool:
-    """Whether cuDNN may run float32 convolutions in TF32: ``torch.backends.cudnn.conv``'s
-    ``fp32_precision``, else its parents' ("none" defers to them), else the older
-    ``allow_tf32``."""
-    import torch
-
-    cudnn = torch.backends.cudnn
-    levels = [getattr(cudnn, "conv", None), cudnn, torch.backends]
-    for level in levels:
-        precision = getattr(level, "fp32_precision", "none")
-        if precision != "none":
-            return bool(precision == "tf32")
-    if levels[0] is None:  # a PyTorch from before fp32_precision
-        return bool(cudnn.allow_tf32)
-    return False
 
 
 @register_layer("conv1d")
