@@ -130,7 +130,9 @@ def over_batch(fn: Callable[[int, int], object], n: int, entries: int) -> None:
     block runs whole, on its thread. The exception of the first block (in batch order) that
     raised one is raised here, after every block has finished.
     """
-    blocks = min(get_num_threads(), n, entries // MIN_BLOCK_ENTRIES)
+    # Small work first, before the thread count is looked up: most calls in an MLP are small.
+    blocks = 1 if entries < 2 * MIN_BLOCK_ENTRIES else min(get_num_threads(), n,
+                                                           entries // MIN_BLOCK_ENTRIES)
     if blocks <= 1 or getattr(_state, "inside", False):
         fn(0, n)
         return
