@@ -81,13 +81,12 @@ def _torch_weights(modules: Sequence[Any]) -> list[np.ndarray[Any, Any]]:
     return out
 
 
-def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False
-                ) -> tuple[list[float], list[np.ndarray[Any, Any]]]:
-    """The step loop as the docs teach it; ``on_torch``: the same on jacnet's torch backend
-    (CPU tensors; the data made a tensor once, as PyTorch's is). Returns the seconds of each
-    epoch and the final weights."""
+def _setup(seed: int, on_torch: bool) -> tuple[Any, Any, np.ndarray[Any, Any], Any, Any]:
+    """jacnet's model, the data, the loss and the optimizer; ``on_torch``: the model on jacnet's
+    torch backend and the images a tensor (made once, as PyTorch's are)."""
     import jacnet
 
+    X: Any
     X, y = _data(seed)
     model = _jacnet_model(seed)
     if on_torch:
@@ -95,7 +94,14 @@ def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False
 
         model.to("torch")
         X = torch.from_numpy(X)
-    loss, opt = jacnet.SoftmaxCrossEntropy(), jacnet.SGD(lr=LR)
+    return model, X, y, jacnet.SoftmaxCrossEntropy(), jacnet.SGD(lr=LR)
+
+
+def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False
+                ) -> tuple[list[float], list[np.ndarray[Any, Any]]]:
+    """The step loop as the docs teach it; ``on_torch``: the same on jacnet's torch backend
+    (see :func:`_setup`). Returns the seconds of each epoch and the final weights."""
+    model, X, y, loss, opt = _setup(seed, on_torch)
     params, grads = model.params, model.grads
     rng = np.random.default_rng(seed)
     seconds = []
@@ -115,17 +121,10 @@ def _run_jacnet(batch: int, epochs: int, seed: int, on_torch: bool = False
 def _run_jacnet_fit(batch: int, epochs: int, seed: int, on_torch: bool = False) -> list[float]:
     """``fit(epochs=1)`` per epoch, each with its own shuffling seed (what ``jacnet train``
     runs; it also computes each step's loss and accuracy, which the loops do not);
-    ``on_torch``: on jacnet's torch backend, the data a tensor already."""
+    ``on_torch``: on jacnet's torch backend (see :func:`_setup`)."""
     import jacnet
 
-    X, y = _data(seed)
-    model = _jacnet_model(seed)
-    if on_torch:
-        import torch
-
-        model.to("torch")
-        X = torch.from_numpy(X)
-    loss, opt = jacnet.SoftmaxCrossEntropy(), jacnet.SGD(lr=LR)
+    model, X, y, loss, opt = _setup(seed, on_torch)
     seconds = []
     for epoch in range(epochs):
         start = time.perf_counter()
