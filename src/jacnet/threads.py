@@ -112,7 +112,7 @@ def entries(A: Any) -> int:
     return A.size if type(A) is np.ndarray else 0
 
 
-def over_batch(fn: Callable[[int, int], object], n: int, entries: int) -> None:
+def over_batch(fn: Callable[[int, int], object], n: int, size: int) -> None:
     """Run ``fn(start, stop)`` over contiguous blocks that cover ``range(n)``, at once.
 
     Parameters
@@ -122,17 +122,17 @@ def over_batch(fn: Callable[[int, int], object], n: int, entries: int) -> None:
         arrays); its return value is ignored.
     n : int
         The batch size: how many samples there are to split.
-    entries : int
-        The entries the pass touches, all samples together: blocks of fewer than
-        :data:`MIN_BLOCK_ENTRIES` are not worth a thread.
+    size : int
+        The entries the pass touches, all samples together (:func:`entries`): blocks of fewer
+        than :data:`MIN_BLOCK_ENTRIES` are not worth a thread.
 
     One block per thread, at most; the calling thread runs the last one. A call made inside a
     block runs whole, on its thread. The exception of the first block (in batch order) that
     raised one is raised here, after every block has finished.
     """
     # Small work first, before the thread count is looked up: most calls in an MLP are small.
-    blocks = 1 if entries < 2 * MIN_BLOCK_ENTRIES else min(get_num_threads(), n,
-                                                           entries // MIN_BLOCK_ENTRIES)
+    blocks = 1 if size < 2 * MIN_BLOCK_ENTRIES else min(get_num_threads(), n,
+                                                        size // MIN_BLOCK_ENTRIES)
     if blocks <= 1 or getattr(_state, "inside", False):
         fn(0, n)
         return
