@@ -88,7 +88,7 @@ def _axis_max(A: FloatArray, kernel: Ints, out: Ints) -> tuple[FloatArray, list[
         if k == 2:
             winners[axis] = xp.empty(shape, dtype=xp.bool if backend.is_torch(A) else xp.int8,
                                      device=A.device)
-        elif k > 2:
+        elif k > 2:  # NumPy only: torch takes this path for windows of 2
             winners[axis] = np.empty(shape, dtype=np.int8 if k <= 127 else np.int64)
 
     def block(a: int, b: int) -> None:
@@ -306,13 +306,16 @@ class _MaxPool(_Pool):
 
             def block(a: int, b: int) -> None:
                 best = A[a:b][slots[0]]  # rather than gathering every window into a copy
+                if len(slots) == 1:
+                    Y[a:b] = best
                 for j, slot in enumerate(slots[1:], start=1):
-                    larger = xp.maximum(best, A[a:b][slot])
+                    # the last maximum is written into Y itself
+                    larger = xp.maximum(best, A[a:b][slot],
+                                        out=Y[a:b] if j == len(slots) - 1 else None)
                     # arg <- j where slot j beats the maximum so far (strictly: the first slot
                     # holding the maximum wins, as argmax), in arithmetic: np.where is 10x slower.
                     arg[a:b] += (larger > best) * (j - arg[a:b])
                     best = larger
-                Y[a:b] = best
 
             over_batch(block, len(A), entries(A))
             self._keep((arg.shape, output_kind(A), arg, A.shape))
